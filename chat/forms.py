@@ -1,0 +1,176 @@
+"""Forms validate and convert; views read only cleaned_data. All bounds live here."""
+
+import json
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth.forms import UserCreationForm
+
+from .models import Conversation
+
+MAX_STOP_SEQUENCES = 4
+MAX_STOP_SEQUENCE_CHARS = 200
+MAX_JSON_DEPTH = 8
+# Keys the app controls itself; a user setting them in "extra" would break the call.
+RESERVED_KEYS = {
+    "model": "Choose the model with the Model field.",
+    "messages": "Messages come from the conversation.",
+    "stream": "Streaming is chosen by the app, not a parameter.",
+}
+
+
+class SignUpForm(UserCreationForm):
+    pass
+
+
+class ParametersForm(forms.Form):
+    """The parameter panel: what the next request will use, saved with the conversation."""
+
+    model = forms.CharField(
+        label="Model",
+        max_length=200,
+        help_text="Any model id the upstream accepts; suggestions come from its catalogue.",
+        widget=forms.TextInput(attrs={"list": "model-options", "autocomplete": "off"}),
+    )
+    system_prompt = forms.CharField(
+        label="System prompt",
+        required=False,
+        strip=False,
+        max_length=settings.MAX_SYSTEM_PROMPT_CHARS,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+    temperature = forms.FloatField(
+        label="Temperature",
+        required=False,
+        min_value=0,
+        max_value=2,
+        help_text="0–2; blank to leave it to the model. Claude accepts 0–1.",
+        widget=forms.NumberInput(attrs={"step": "0.05"}),
+    )
+    max_tokens = forms.IntegerField(
+        label="Max tokens",
+        required=False,
+        min_value=1,
+        max_value=1_000_000,
+        help_text="Upper bound on the reply length; blank for the model's default.",
+    )
+    top_p = forms.FloatField(
+        label="Top p",
+        required=False,
+        min_value=0,
+        max_value=1,
+        help_text="0–1; blank to leave it to the model.",
+        widget=forms.NumberInput(attrs={"step": "0.05"}),
+    )
+    stop = forms.CharField(
+        label="Stop sequences",
+        required=False,
+        strip=False,
+        help_text=f"One per line, at most {MAX_STOP_SEQUENCES}.",
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+    extra_params = forms.CharField(
+        label="Extra parameters (JSON)",
+        required=False,
+        help_text='A JSON object merged into the request body, e.g. {"enable_thinking": true}.',
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+    )
+
+    @classmethod
+    def initial_for(cls, conversation: Conversation) -> dict[str, Any]:
+        return {
+            "model": conversation.model,
+            "system_prompt": conversation.system_prompt,
+            "temperature": conversation.temperature,
+            "max_tokens": conversation.max_tokens,
+            "top_p": conversation.top_p,
+            "stop": "\n".join(conversation.stop),
+            "extra_params": json.dumps(conversation.extra_params, indent=2)
+            if conversation.extra_params
+            else "",
+        }
+
+    def clean_model(self) -> str:
+        return self.cleaned_data["model"].strip()
+
+    def clean_stop(self) -> list[str]:
+        lines = [line for line in self.cleaned_data["stop"].splitlines() if line.strip()]
+        if len(lines) > MAX_STOP_SEQUENCES:
+            raise forms.ValidationError(
+                f"At most {MAX_STOP_SEQUENCES} stop sequences; you gave {len(lines)}."
+            )
+        if any(len(line) > MAX_STOP_SEQUENCE_CHARS for line in lines):
+            raise forms.ValidationError(
+                f"Each stop sequence can be at most {MAX_STOP_SEQUENCE_CHARS} characters."
+            )
+        return lines
+
+    def clean_extra_params(self) -> dict[str, Any]:
+        text = self.cleaned_data["extra_params"].strip()
+        if not text:
+            return {}
+        if len(text.encode()) > settings.MAX_EXTRA_PARAMS_BYTES:
+            raise forms.ValidationError(
+                f"Extra parameters can be at most {settings.MAX_EXTRA_PARAMS_BYTES:,} bytes."
+            )
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise forms.ValidationError(
+                f"Not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})."
+            ) from None
+        except RecursionError:
+            raise forms.ValidationError(
+                f"Extra parameters nest deeper than {MAX_JSON_DEPTH} levels."
+            ) from None
+        if json_depth(value) > MAX_JSON_DEPTH:
+            raise forms.ValidationError(
+                f"Extra parameters nest deeper than {MAX_JSON_DEPTH} levels."
+            )
+        if not isinstance(value, dict):
+            raise forms.ValidationError(
+                'Extra parameters must be a JSON object, like {"top_k": 40}.'
+            )
+        for key, reason in RESERVED_KEYS.items():
+            if key in value:
+                raise forms.ValidationError(f'"{key}" cannot be set here. {reason}')
+        return value
+
+
+class ChatForm(ParametersForm):
+    """The message box plus the parameter panel: one submit, one generation."""
+
+    content = forms.CharField(
+        label="Message",
+        strip=False,
+        max_length=settings.MAX_MESSAGE_CHARS,
+        widget=forms.Textarea(attrs={"rows": 4, "autofocus": True}),
+    )
+    idempotency_key = forms.CharField(max_length=64, widget=forms.HiddenInput)
+
+    field_order = ["content"]
+
+    def clean_content(self) -> str:
+        content = self.cleaned_data["content"]
+        if not content.strip():
+            raise forms.ValidationError("Write a message first.")
+        return content
+
+
+class RenameForm(forms.Form):
+    title = forms.CharField(label="Title", max_length=200)
+
+
+def json_depth(value: Any) -> int:
+    """How deeply a parsed JSON value nests (iterative: hostile input can nest thousands deep)."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        stack.extend((child, depth + 1) for child in children)
+    return deepest

@@ -1,0 +1,166 @@
+"""Conversations, their message tree, and the raw record of every upstream call."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+
+
+class Conversation(models.Model):
+    """A chat with one model; keeps the parameters the next request will use."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200, default="New conversation")
+    model = models.CharField(max_length=200)
+    system_prompt = models.TextField(blank=True)
+    # Parameters are nullable: null means "not set", and unset fields are never sent.
+    temperature = models.FloatField(null=True, blank=True)
+    top_p = models.FloatField(null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    stop = models.JSONField(default=list, blank=True)
+    extra_params = models.JSONField(default=dict, blank=True)
+    # The leaf of the branch on screen; the page shows the path from the root to it.
+    current_leaf = models.ForeignKey(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated"]
+        indexes = [
+            # The conversation list: a user's conversations, most recently active first.
+            models.Index(fields=["owner", "-updated"], name="conversation_owner_updated"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(temperature__isnull=True) | Q(temperature__gte=0),
+                name="conversation_temperature_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(top_p__isnull=True) | (Q(top_p__gte=0) & Q(top_p__lte=1)),
+                name="conversation_top_p_in_unit_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def get_absolute_url(self) -> str:
+        return reverse("conversation_detail", args=[self.public_id])
+
+
+class Message(models.Model):
+    """One node of a conversation's message tree."""
+
+    class Role(models.TextChoices):
+        USER = "user", "User"
+        ASSISTANT = "assistant", "Assistant"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for the model"
+        COMPLETE = "complete", "Complete"
+        FAILED = "failed", "Failed"
+        STOPPED = "stopped", "Stopped"
+        INTERRUPTED = "interrupted", "Interrupted"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
+    role = models.CharField(max_length=16, choices=Role)
+    status = models.CharField(max_length=16, choices=Status, default=Status.COMPLETE)
+    content = models.TextField(blank=True)
+    reasoning = models.TextField(blank=True)
+    # Set on user messages from the form's hidden token: one submit, one generation.
+    idempotency_key = models.CharField(max_length=64, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created", "id"]
+        indexes = [
+            # Loading a conversation's tree in creation order.
+            models.Index(fields=["conversation", "created"], name="message_conversation_created"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(role__in=["user", "assistant"]), name="message_role_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "complete", "failed", "stopped", "interrupted"]),
+                name="message_status_valid",
+            ),
+            models.UniqueConstraint(
+                fields=["conversation", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="message_unique_idempotency_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:60]}"
+
+    @property
+    def is_usable_context(self) -> bool:
+        """Failed replies have no text worth sending back to the model."""
+        return self.status != self.Status.FAILED and self.status != self.Status.PENDING
+
+
+class ApiCall(models.Model):
+    """One HTTP request to the upstream, stored exactly as sent and received."""
+
+    class Status(models.TextChoices):
+        SENDING = "sending", "Sending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="calls")
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.CASCADE, related_name="calls"
+    )
+    attempt = models.PositiveSmallIntegerField(default=1)
+    status = models.CharField(max_length=16, choices=Status, default=Status.SENDING)
+    method = models.CharField(max_length=8, default="POST")
+    url = models.URLField(max_length=500)
+    request_headers = models.JSONField(default=dict)  # the key is redacted before storing
+    request_body = models.TextField()  # byte-for-byte what went over the wire (UTF-8)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_headers = models.JSONField(default=dict, blank=True)
+    response_body = models.TextField(blank=True)  # as received; invalid UTF-8 is replaced
+    error_kind = models.CharField(max_length=32, blank=True)
+    error_message = models.TextField(blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    finish_reason = models.CharField(max_length=64, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    reasoning_tokens = models.PositiveIntegerField(null=True, blank=True)
+    total_tokens = models.PositiveIntegerField(null=True, blank=True)
+    usd_spent = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created", "id"]
+        indexes = [
+            # The calls behind the messages on a conversation page.
+            models.Index(fields=["message", "created"], name="apicall_message_created"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["sending", "succeeded", "failed"]),
+                name="apicall_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.url} ({self.get_status_display()})"

@@ -1,0 +1,302 @@
+"""Use cases. Each saves records, calls the client, and updates the records.
+
+Nothing is lost: the user's message is committed before the upstream is called,
+and every call leaves an ApiCall row, whatever happens to the request.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from . import client
+from .models import ApiCall, Conversation, Message
+
+logger = logging.getLogger(__name__)
+
+PARAMETER_FIELDS = ("model", "system_prompt", "temperature", "max_tokens", "top_p", "stop")
+MODELS_CACHE_KEY = "upstream-models"
+
+
+# --- Conversations -----------------------------------------------------------
+
+
+def conversation_create(*, owner: Any) -> Conversation:
+    """A new conversation, starting from the owner's most recent settings."""
+    previous = Conversation.objects.filter(owner=owner).order_by("-updated").first()
+    conversation = Conversation(owner=owner, model=settings.DEFAULT_MODEL)
+    if previous is not None:
+        for name in (*PARAMETER_FIELDS, "extra_params"):
+            setattr(conversation, name, getattr(previous, name))
+    conversation.save()
+    return conversation
+
+
+def conversation_rename(*, conversation: Conversation, title: str) -> None:
+    conversation.title = title
+    conversation.save(update_fields=["title", "updated"])
+
+
+def conversation_delete(*, conversation: Conversation) -> None:
+    conversation.delete()
+
+
+def conversation_update_parameters(*, conversation: Conversation, parameters: dict) -> None:
+    """Save the parameter panel with the conversation (keys: ParametersForm's fields)."""
+    for name in (*PARAMETER_FIELDS, "extra_params"):
+        setattr(conversation, name, parameters[name])
+    conversation.save()
+
+
+def conversation_path(*, conversation: Conversation) -> list[Message]:
+    """The messages on screen: from the root to the current leaf."""
+    return message_path(conversation=conversation, leaf_id=conversation.current_leaf_id)
+
+
+def message_path(*, conversation: Conversation, leaf_id: int | None) -> list[Message]:
+    """The messages from the root to `leaf_id`, loaded in one query."""
+    if leaf_id is None:
+        return []
+    by_id = {message.id: message for message in conversation.messages.all()}
+    path = []
+    node = by_id.get(leaf_id)
+    while node is not None:
+        path.append(node)
+        node = by_id.get(node.parent_id)
+    path.reverse()
+    return path
+
+
+# --- Sending and replies -----------------------------------------------------
+
+
+def message_send(
+    *, conversation: Conversation, content: str, idempotency_key: str, parameters: dict
+) -> Message:
+    """Save the parameters and the user's message, then generate the reply.
+
+    Returns the assistant message (complete or failed). Submitting the same
+    idempotency key again returns the first submit's reply without a new call.
+    """
+    existing = _reply_for_key(conversation, idempotency_key)
+    if existing is not None:
+        return existing
+    if conversation.messages.count() + 2 > settings.MAX_MESSAGES_PER_CONVERSATION:
+        raise ValidationError(
+            f"This conversation has reached {settings.MAX_MESSAGES_PER_CONVERSATION:,} "
+            "messages. Start a new conversation to go on."
+        )
+    try:
+        with transaction.atomic():
+            conversation_update_parameters(conversation=conversation, parameters=parameters)
+            user_message = Message.objects.create(
+                conversation=conversation,
+                parent=conversation.current_leaf,
+                role=Message.Role.USER,
+                content=content,
+                idempotency_key=idempotency_key,
+            )
+            reply = _reply_placeholder(conversation, parent=user_message)
+            if conversation.title == Conversation._meta.get_field("title").default:
+                conversation.title = _title_from(content)
+            conversation.current_leaf = reply
+            conversation.save(update_fields=["current_leaf", "title", "updated"])
+    except IntegrityError:
+        # A concurrent submit with the same key won the race: show its reply.
+        existing = _reply_for_key(conversation, idempotency_key)
+        if existing is None:
+            raise
+        return existing
+    reply_generate(reply=reply)
+    return reply
+
+
+def reply_retry(*, reply: Message) -> Message:
+    """Ask again for a reply that failed, using the conversation's current parameters."""
+    if reply.role != Message.Role.ASSISTANT or reply.status != Message.Status.FAILED:
+        raise ValidationError("Only a failed reply can be retried.")
+    reply.status = Message.Status.PENDING
+    reply.save(update_fields=["status", "updated"])
+    reply_generate(reply=reply)
+    return reply
+
+
+def reply_generate(*, reply: Message) -> None:
+    """Call the upstream for a pending reply, retrying transient failures.
+
+    Retries only 429, 5xx and refused connections (GUIDE §4), waiting for
+    Retry-After when given, never longer than UPSTREAM_RETRY_MAX_WAIT.
+    """
+    payload = build_payload(conversation=reply.conversation, leaf_id=reply.parent_id)
+    first_attempt = reply.calls.count() + 1
+    for attempt in range(first_attempt, first_attempt + settings.UPSTREAM_MAX_RETRIES + 1):
+        call = _call_record(reply, payload, attempt)
+        try:
+            completion = client.send_chat(call.prepared)
+        except client.UpstreamError as error:
+            _call_failed(call.record, error)
+            is_last = attempt == first_attempt + settings.UPSTREAM_MAX_RETRIES
+            if error.retryable and not is_last:
+                time.sleep(_retry_wait(error, attempt - first_attempt))
+                continue
+            _reply_finish(reply, status=Message.Status.FAILED)
+            return
+        _call_succeeded(call.record, completion)
+        _reply_finish(
+            reply,
+            status=Message.Status.COMPLETE,
+            content=completion.content,
+            reasoning=completion.reasoning,
+        )
+        return
+
+
+def build_payload(*, conversation: Conversation, leaf_id: int | None) -> dict[str, Any]:
+    """The request body: only what the user set, extra parameters merged last."""
+    messages = []
+    if conversation.system_prompt:
+        messages.append({"role": "system", "content": conversation.system_prompt})
+    for message in message_path(conversation=conversation, leaf_id=leaf_id):
+        if message.is_usable_context:
+            messages.append({"role": message.role, "content": message.content})
+    payload: dict[str, Any] = {"model": conversation.model, "messages": messages}
+    for name in ("temperature", "top_p", "max_tokens"):
+        value = getattr(conversation, name)
+        if value is not None:
+            payload[name] = value
+    if conversation.stop:
+        payload["stop"] = conversation.stop
+    payload.update(conversation.extra_params)
+    return payload
+
+
+@dataclass(frozen=True)
+class _Call:
+    record: ApiCall
+    prepared: client.PreparedCall
+
+
+def _call_record(reply: Message, payload: dict[str, Any], attempt: int) -> _Call:
+    """Store the request exactly as it will be sent, before sending it."""
+    prepared = client.prepare_chat(payload)
+    record = ApiCall.objects.create(
+        conversation=reply.conversation,
+        message=reply,
+        attempt=attempt,
+        url=prepared.url,
+        request_headers=prepared.redacted_headers(),
+        request_body=prepared.body.decode(),
+    )
+    return _Call(record=record, prepared=prepared)
+
+
+def _call_succeeded(call: ApiCall, completion: client.Completion) -> None:
+    usage = completion.usage
+    details = usage.get("completion_tokens_details")
+    call.status = ApiCall.Status.SUCCEEDED
+    call.http_status = completion.http_status
+    call.response_headers = completion.headers
+    call.response_body = completion.body.decode(errors="replace")
+    call.latency_ms = completion.latency_ms
+    call.finish_reason = completion.finish_reason[:64]
+    call.prompt_tokens = _count(usage.get("prompt_tokens"))
+    call.completion_tokens = _count(usage.get("completion_tokens"))
+    call.total_tokens = _count(usage.get("total_tokens"))
+    call.reasoning_tokens = (
+        _count(details.get("reasoning_tokens")) if isinstance(details, dict) else None
+    )
+    call.usd_spent = completion.usd_spent
+    call.save()
+
+
+def _call_failed(call: ApiCall, error: client.UpstreamError) -> None:
+    call.status = ApiCall.Status.FAILED
+    call.http_status = error.http_status
+    call.response_headers = error.headers
+    call.response_body = error.body.decode(errors="replace")
+    call.latency_ms = error.latency_ms
+    call.error_kind = error.kind
+    call.error_message = error.message
+    call.save()
+    logger.warning("Upstream call %s failed: %s", call.public_id, error.kind)
+
+
+def _reply_finish(reply: Message, *, status: str, content: str = "", reasoning: str = "") -> None:
+    reply.status = status
+    reply.content = content
+    reply.reasoning = reasoning
+    reply.save(update_fields=["status", "content", "reasoning", "updated"])
+    Conversation.objects.filter(pk=reply.conversation_id).update(updated=timezone.now())
+
+
+def _reply_placeholder(conversation: Conversation, *, parent: Message) -> Message:
+    return Message.objects.create(
+        conversation=conversation,
+        parent=parent,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.PENDING,
+    )
+
+
+def _reply_for_key(conversation: Conversation, idempotency_key: str) -> Message | None:
+    return (
+        Message.objects.filter(
+            conversation=conversation,
+            parent__idempotency_key=idempotency_key,
+            role=Message.Role.ASSISTANT,
+        )
+        .order_by("created")
+        .first()
+    )
+
+
+def _retry_wait(error: client.UpstreamError, retries_so_far: int) -> float:
+    wait = error.retry_after if error.retry_after is not None else 0.5 * 2**retries_so_far
+    return min(wait, settings.UPSTREAM_RETRY_MAX_WAIT)
+
+
+def _title_from(content: str) -> str:
+    first_line = content.strip().splitlines()[0]
+    return first_line[:60] + ("…" if len(first_line) > 60 else "")
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and value >= 0 else None
+
+
+# --- The model catalogue -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    models: list[dict[str, Any]]
+    live: bool  # False: the upstream could not be reached, these are the configured fallbacks
+
+
+def catalogue_get() -> Catalogue:
+    """The upstream's chat models, cached; the configured list when it is unreachable."""
+    catalogue = cache.get(MODELS_CACHE_KEY)
+    if catalogue is None:
+        catalogue = _catalogue_fetch()
+        # A failure is cached briefly so an unreachable upstream doesn't slow every page.
+        lifetime = settings.UPSTREAM_MODELS_CACHE_SECONDS if catalogue.live else 60
+        cache.set(MODELS_CACHE_KEY, catalogue, lifetime)
+    return catalogue
+
+
+def _catalogue_fetch() -> Catalogue:
+    try:
+        return Catalogue(models=client.fetch_models(), live=True)
+    except client.UpstreamError as error:
+        logger.warning("Model list unavailable: %s", error.message)
+        fallback = [
+            client.normalise_model({"id": model_id})
+            for model_id in settings.UPSTREAM_FALLBACK_MODELS
+        ]
+        return Catalogue(models=fallback, live=False)

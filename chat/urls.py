@@ -1,0 +1,27 @@
+from django.urls import path
+from django.views.generic import RedirectView
+
+from . import views
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="conversation_list"), name="home"),
+    path("accounts/signup/", views.signup, name="signup"),
+    path("conversations/", views.conversation_list, name="conversation_list"),
+    path("conversations/new/", views.conversation_create, name="conversation_create"),
+    path("c/<uuid:public_id>/", views.conversation_detail, name="conversation_detail"),
+    path("c/<uuid:public_id>/send/", views.message_send, name="message_send"),
+    path("c/<uuid:public_id>/parameters/", views.parameters_save, name="parameters_save"),
+    path("c/<uuid:public_id>/rename/", views.conversation_rename, name="conversation_rename"),
+    path("c/<uuid:public_id>/delete/", views.conversation_delete, name="conversation_delete"),
+    path(
+        "c/<uuid:public_id>/messages/<uuid:message_id>/retry/",
+        views.reply_retry,
+        name="reply_retry",
+    ),
+    path("calls/<uuid:call_id>/", views.call_detail, name="call_detail"),
+    path(
+        "calls/<uuid:call_id>/<str:part>.json",
+        views.call_download,
+        name="call_download",
+    ),
+]

@@ -1,0 +1,191 @@
+"""Thin views: load the object (scoped to its owner), bind a form, call one service."""
+
+import contextlib
+import uuid
+from collections import defaultdict
+
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from . import services, snippets
+from .forms import ChatForm, ParametersForm, RenameForm, SignUpForm
+from .models import ApiCall, Conversation, Message
+
+CONVERSATIONS_PER_PAGE = 25
+
+
+def _owned_conversation(request: HttpRequest, public_id: uuid.UUID) -> Conversation:
+    return get_object_or_404(Conversation, public_id=public_id, owner=request.user)
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        login(request, form.save())
+        return redirect("conversation_list")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+@require_GET
+def conversation_list(request: HttpRequest) -> HttpResponse:
+    conversations = Conversation.objects.filter(owner=request.user).only(
+        "public_id", "title", "model", "updated"
+    )
+    page = Paginator(conversations, CONVERSATIONS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "chat/conversation_list.html", {"page": page})
+
+
+@login_required
+@require_POST
+def conversation_create(request: HttpRequest) -> HttpResponse:
+    conversation = services.conversation_create(owner=request.user)
+    return redirect(conversation)
+
+
+@login_required
+@require_GET
+def conversation_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    conversation = _owned_conversation(request, public_id)
+    form = ChatForm(
+        initial={**ParametersForm.initial_for(conversation), "idempotency_key": uuid.uuid4().hex}
+    )
+    return _render_conversation(request, conversation, form)
+
+
+@login_required
+@require_POST
+def message_send(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    conversation = _owned_conversation(request, public_id)
+    form = ChatForm(request.POST)
+    if not form.is_valid():
+        return _render_conversation(request, conversation, form, status=400)
+    data = form.cleaned_data
+    try:
+        reply = services.message_send(
+            conversation=conversation,
+            content=data["content"],
+            idempotency_key=data["idempotency_key"],
+            parameters=data,
+        )
+    except ValidationError as error:
+        form.add_error(None, error)
+        return _render_conversation(request, conversation, form, status=400)
+    return redirect(f"{conversation.get_absolute_url()}#message-{reply.public_id}")
+
+
+@login_required
+@require_POST
+def parameters_save(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    conversation = _owned_conversation(request, public_id)
+    form = ParametersForm(request.POST)
+    if not form.is_valid():
+        chat_form = ChatForm(request.POST)
+        chat_form.is_valid()  # show the same parameter errors; the message box may be empty
+        chat_form.errors.pop("content", None)
+        return _render_conversation(request, conversation, chat_form, status=400)
+    services.conversation_update_parameters(conversation=conversation, parameters=form.cleaned_data)
+    return redirect(f"{conversation.get_absolute_url()}#parameters")
+
+
+@login_required
+@require_POST
+def reply_retry(request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUID) -> HttpResponse:
+    conversation = _owned_conversation(request, public_id)
+    reply = get_object_or_404(conversation.messages, public_id=message_id)
+    # A second click on Retry finds the reply no longer failed; the page shows its state.
+    with contextlib.suppress(ValidationError):
+        services.reply_retry(reply=reply)
+    return redirect(f"{conversation.get_absolute_url()}#message-{reply.public_id}")
+
+
+@login_required
+@require_POST
+def conversation_rename(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    conversation = _owned_conversation(request, public_id)
+    form = RenameForm(request.POST)
+    if form.is_valid():
+        services.conversation_rename(conversation=conversation, title=form.cleaned_data["title"])
+        return redirect(conversation)
+    chat_form = ChatForm(initial=ParametersForm.initial_for(conversation))
+    return _render_conversation(request, conversation, chat_form, rename_form=form, status=400)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def conversation_delete(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    conversation = _owned_conversation(request, public_id)
+    if request.method == "POST":
+        services.conversation_delete(conversation=conversation)
+        return redirect("conversation_list")
+    return render(request, "chat/conversation_confirm_delete.html", {"conversation": conversation})
+
+
+@login_required
+@require_GET
+def call_detail(request: HttpRequest, call_id: uuid.UUID) -> HttpResponse:
+    call = get_object_or_404(
+        ApiCall.objects.select_related("conversation", "message"),
+        public_id=call_id,
+        conversation__owner=request.user,
+    )
+    context = {
+        "call": call,
+        "conversation": call.conversation,
+        "snippets": snippets.all_snippets(url=call.url, body=call.request_body),
+    }
+    return render(request, "chat/call_detail.html", context)
+
+
+@login_required
+@require_GET
+def call_download(request: HttpRequest, call_id: uuid.UUID, part: str) -> HttpResponse:
+    call = get_object_or_404(ApiCall, public_id=call_id, conversation__owner=request.user)
+    body = call.request_body if part == "request" else call.response_body
+    content_type = "application/json" if part == "request" else _response_type(call)
+    response = HttpResponse(body.encode(), content_type=f"{content_type}; charset=utf-8")
+    extension = "txt" if content_type.startswith("text/event-stream") else "json"
+    response["Content-Disposition"] = f'attachment; filename="{part}-{call.public_id}.{extension}"'
+    return response
+
+
+def _response_type(call: ApiCall) -> str:
+    content_type = next(
+        (value for key, value in call.response_headers.items() if key.lower() == "content-type"),
+        "application/json",
+    )
+    return content_type.split(";")[0].strip() or "application/json"
+
+
+def _render_conversation(
+    request: HttpRequest,
+    conversation: Conversation,
+    form: ChatForm,
+    *,
+    rename_form: RenameForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    path = services.conversation_path(conversation=conversation)
+    calls_by_message = defaultdict(list)
+    for call in ApiCall.objects.filter(
+        message__in=[m for m in path if m.role == Message.Role.ASSISTANT]
+    ):
+        calls_by_message[call.message_id].append(call)
+    for message in path:
+        message.call_list = calls_by_message.get(message.id, [])
+        message.last_call = message.call_list[-1] if message.call_list else None
+    context = {
+        "conversation": conversation,
+        "path": path,
+        "form": form,
+        "rename_form": rename_form or RenameForm(initial={"title": conversation.title}),
+        "catalogue": services.catalogue_get(),
+        "recent": Conversation.objects.filter(owner=request.user).only("public_id", "title")[:15],
+    }
+    return render(request, "chat/conversation_detail.html", context, status=status)
