@@ -240,23 +240,31 @@ def _send(prepared: requests.PreparedRequest, started: float) -> requests.Respon
             "abandoned.",
             latency_ms=_elapsed_ms(started),
         ) from None
-    except requests.ConnectionError as error:
-        message = (
-            f"The connection to {host} broke before the reply was complete."
-            if _was_reset(error)
-            else f"Could not connect to {host}: the connection was refused or the host "
-            "is unreachable."
-        )
-        raise UpstreamError("connect", message, latency_ms=_elapsed_ms(started)) from None
+    except (requests.ChunkedEncodingError, requests.ConnectionError) as error:
+        if isinstance(error, requests.ChunkedEncodingError) or _was_cut_off(error):
+            # The upstream got the request and may have billed it: not retried.
+            raise UpstreamError(
+                "broken",
+                f"The connection to {host} broke before the reply was complete.",
+                latency_ms=_elapsed_ms(started),
+            ) from None
+        raise UpstreamError(
+            "connect",
+            f"Could not connect to {host}: the connection was refused or the host is unreachable.",
+            latency_ms=_elapsed_ms(started),
+        ) from None
     except requests.RequestException:
         raise UpstreamError(
             "connect", f"The request to {host} failed.", latency_ms=_elapsed_ms(started)
         ) from None
 
 
-def _was_reset(error: requests.ConnectionError) -> bool:
+def _was_cut_off(error: requests.ConnectionError) -> bool:
+    """A connection that was made and then dropped, as opposed to one never made."""
     text = repr(error)
-    return "Connection reset" in text or "RemoteDisconnected" in text or "IncompleteRead" in text
+    return any(
+        sign in text for sign in ("Connection aborted", "RemoteDisconnected", "reset by peer")
+    )
 
 
 def describe_http_error(status: int, body: bytes) -> str:

@@ -1,0 +1,83 @@
+"""Model output is rendered as Markdown and sanitized: nothing active survives."""
+
+from html.parser import HTMLParser
+
+import pytest
+
+from chat.markdown import ALLOWED_TAGS, render_markdown
+
+
+class ElementCollector(HTMLParser):
+    """The real elements and attributes in a piece of HTML (escaped text is not one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.elements: list[tuple[str, dict[str, str]]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.elements.append((tag, {name: value or "" for name, value in attrs}))
+
+
+def elements_of(html: str) -> list[tuple[str, dict[str, str]]]:
+    collector = ElementCollector()
+    collector.feed(html)
+    return collector.elements
+
+
+def test_it_renders_markdown_and_highlights_code():
+    html = render_markdown("**bold** and `x`\n\n```python\ndef f():\n    return 1\n```")
+
+    assert "<strong>bold</strong>" in html
+    assert "<code>x</code>" in html
+    assert '<pre><code class="language-python"><span class="k">def</span>' in html
+
+
+def test_it_renders_tables_and_strikethrough():
+    html = render_markdown("| a | b |\n|---|---|\n| 1 | 2 |\n\n~~gone~~")
+
+    assert "<table>" in html and "<td>1</td>" in html
+    assert "<s>gone</s>" in html
+
+
+def test_unknown_code_languages_are_escaped_not_highlighted():
+    html = render_markdown("```nosuchlang\n<script>alert(1)</script>\n```")
+
+    assert "&lt;script&gt;" in html
+    assert "<script>" not in html
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "<script>alert(1)</script>",
+        '<img src=x onerror="alert(1)">',
+        "<iframe src='https://evil.example'></iframe>",
+        '<a href="javascript:alert(1)">x</a>',
+        "[click](javascript:alert(1))",
+        "[click](JAVASCRIPT:alert(1))",
+        "[click](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+        "[click](vbscript:msgbox(1))",
+        "<svg onload=alert(1)>",
+        '<div style="background:url(https://evil.example/x)">x</div>',
+    ],
+)
+def test_it_neutralises_active_content(payload):
+    for tag, attributes in elements_of(render_markdown(payload)):
+        assert tag in ALLOWED_TAGS
+        assert not any(name.startswith("on") or name == "style" for name in attributes)
+        href = attributes.get("href", "").strip().lower()
+        assert not href or href.startswith(("http:", "https:", "mailto:")), href
+
+
+def test_remote_images_become_links_not_requests():
+    html = render_markdown("![a cat](https://example.com/cat.png)")
+
+    assert "<img" not in html
+    assert 'href="https://example.com/cat.png"' in html
+    assert "[image: a cat]" in html
+
+
+def test_links_cannot_leak_the_referrer_or_the_opener():
+    html = render_markdown("[docs](https://docs.aimlapi.com)")
+
+    assert 'rel="noopener noreferrer nofollow"' in html
