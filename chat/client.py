@@ -240,8 +240,8 @@ def _send(prepared: requests.PreparedRequest, started: float) -> requests.Respon
             "abandoned.",
             latency_ms=_elapsed_ms(started),
         ) from None
-    except (requests.ChunkedEncodingError, requests.ConnectionError) as error:
-        if isinstance(error, requests.ChunkedEncodingError) or _was_cut_off(error):
+    except (requests.exceptions.ChunkedEncodingError, requests.ConnectionError) as error:
+        if isinstance(error, requests.exceptions.ChunkedEncodingError) or _was_cut_off(error):
             # The upstream got the request and may have billed it: not retried.
             raise UpstreamError(
                 "broken",

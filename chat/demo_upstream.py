@@ -1,0 +1,1152 @@
+"""An offline, deterministic fake of the AI/ML API, served over real HTTP on 127.0.0.1.
+
+It speaks the provider's wire contract (OpenAI-compatible chat completions, the AI/ML API
+model catalogue, the provider's error bodies) with the standard library only, so it runs
+without Django and without a network. Three users:
+
+* ``make run`` starts it (``manage.py demo_upstream``) when no API key is configured, so the
+  app can be tried offline. Replies are Markdown that visibly reflect the request: the model,
+  the last user message, the parameters sent, the system prompt, and a code block.
+* The test-suite starts one on a free port in a thread (``DemoUpstream().start()``) and reads
+  back what the app sent through ``requests`` / ``chat_requests()`` (or ``GET /_demo/requests``
+  from another process).
+* Benchmarks open hundreds of concurrent streams, paced by ``first_token_delay`` and
+  ``chunk_delay``.
+
+Endpoints (each also without the ``/v1`` prefix)
+------------------------------------------------
+``GET /v1/models``
+    The AI/ML API catalogue shape (``data[].id/aliases/type/info/tags``) with ``ETag`` and
+    ``If-None-Match`` (304). The header ``X-Demo-Models-Shape: openai`` asks for OpenAI's shape.
+``POST /v1/chat/completions``
+    Any model id is answered. ``Authorization: Bearer demo-invalid-key`` gets a 401, any other
+    key (or none) is accepted. ``"stream": true`` answers with server-sent events.
+``GET /_demo/requests``, ``POST /_demo/reset``
+    The recorded requests as JSON, and a reset (recordings and ``fail_times`` counters).
+
+Same body, same reply text: no randomness and no clock in the content. Tokens are
+whitespace-separated words. ``max_tokens`` (or ``max_completion_tokens``) cuts the content to
+that many words (``finish_reason: "length"``); ``stop`` / ``stop_sequences`` cut before the
+first match. A natural end is ``"stop"``, or ``"end_turn"`` for model ids containing "claude",
+as the provider does. ``reasoning_content`` is added when ``enable_thinking`` is true,
+``thinking.type`` is "enabled", ``reasoning_effort`` or ``reasoning`` is present, or the model
+id contains "thinker" or "r1".
+
+Timing: a stream waits ``first_token_delay`` before its first chunk and ``chunk_delay``
+between chunks; a non-streamed reply waits ``first_token_delay`` before answering.
+
+Fault injection
+---------------
+A fault spec is a comma-separated list of ``key`` or ``key=value`` items, taken from the first
+of these that is present:
+
+1. the request header ``X-Demo-Fault: status=503,retry_after=2``;
+2. a top-level string field in the JSON body, ``"demo_fault": "status=503"`` (so a fault can be
+   triggered through an app that only lets users add body fields);
+3. the model id, when it reads ``demo/fault:<spec>``, e.g. ``demo/fault:status=503``.
+
+Keys:
+
+``status=N``
+    Answer with the provider-style error N (400-599), never a stream.
+``retry_after=S``
+    With ``status``: add the header ``Retry-After: S`` (there is none otherwise).
+``fail_times=K``
+    With ``status``: only the first K requests carrying this exact spec string fail (counted
+    server-wide); later ones are answered normally. Lets you test retries.
+``delay=S``
+    Wait S seconds before sending anything, status line included (a timeout before the first
+    byte).
+``pace=S``
+    Wait S seconds between stream chunks for this request (overrides ``chunk_delay``).
+``reset_after=N``
+    Stream: send N content chunks, then abort the TCP connection with a RST. Non-streamed:
+    send the status line, headers (with Content-Length) and half of the body, then a RST.
+``stall_after=N`` and ``stall=S``
+    Stream: after N content chunks hold the connection silently for S seconds (default 30),
+    then close it without finishing.
+``malformed``
+    Non-streamed: a 200 whose JSON body is truncated. Stream: after the first content chunk
+    an event ``data: {"choices": [`` that is not JSON, then the stream goes on normally.
+``empty_choices``
+    A 200 with ``"choices": []`` (a stream of chunks with empty choices, then ``[DONE]``).
+``no_end``
+    Stream: half of the content chunks, then the connection closes with no ``finish_reason``
+    and no ``[DONE]`` (a broken stream).
+``no_done``
+    Stream: complete, ``finish_reason`` and usage included, but the connection closes without
+    ``data: [DONE]`` (Claude's way; a normal end).
+``error_event_after=N``
+    Stream: after N content chunks an event
+    ``data: {"error": {"message": "Upstream model overloaded", "code": 503}}``, then close.
+
+A chunk count N larger than the reply counts as "after the last content chunk". Keys that
+only make sense for streams are ignored on non-streamed requests. An unknown key, a missing
+or bad value is answered with a 400 ("Unknown demo fault: <key>").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import socket
+import socketserver
+import struct
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = ["DemoUpstream", "FaultSpec", "FaultSpecError", "RecordedRequest", "parse_fault_spec"]
+
+INVALID_KEY = "Bearer demo-invalid-key"
+FAULT_MODEL_PREFIX = "demo/fault:"
+USD_PER_TOKEN = 0.000002
+CREDITS_PER_TOKEN = 2
+QUOTE_LIMIT = 200
+SYSTEM_PROMPT_LIMIT = 80
+PARAM_VALUE_LIMIT = 200
+DEFAULT_STALL_SECONDS = 30.0
+# Transport switches: leaving them out of the parameter list keeps a streamed reply's text
+# identical to the non-streamed reply for the same conversation.
+TRANSPORT_KEYS = frozenset({"model", "messages", "stream", "stream_options"})
+
+ERROR_MESSAGES = {
+    400: "Body validation error!",
+    401: "Invalid API key",
+    403: "Insufficient credits",
+    404: "Not found",
+    429: "Too many requests",
+    500: "Internal server error",
+    502: "Bad gateway",
+    503: "Service unavailable",
+    504: "Generation timeout",
+}
+STREAM_ERROR_EVENT = {"error": {"message": "Upstream model overloaded", "code": 503}}
+MALFORMED_EVENT = b'data: {"choices": [\n\n'
+DISCONNECT_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+
+# --------------------------------------------------------------------------- recording
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the server received it."""
+
+    method: str
+    path: str  # including query string
+    headers: dict[str, str]  # header names as sent
+    body: bytes  # exactly the bytes received (de-chunked if sent chunked)
+    received_at: float  # time.time()
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "headers": self.headers,
+            "body": self.body.decode("utf-8", errors="replace"),
+            "received_at": self.received_at,
+        }
+
+
+# --------------------------------------------------------------------------- fault specs
+
+
+class FaultSpecError(ValueError):
+    """A fault spec that cannot be honoured; its message is the 400's message."""
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    text: str = ""
+    status: int | None = None
+    retry_after: str | None = None
+    fail_times: int | None = None
+    delay: float = 0.0
+    pace: float | None = None
+    reset_after: int | None = None
+    stall_after: int | None = None
+    stall: float = DEFAULT_STALL_SECONDS
+    malformed: bool = False
+    empty_choices: bool = False
+    no_end: bool = False
+    no_done: bool = False
+    error_event_after: int | None = None
+
+
+def _non_negative_int(key: str, value: str) -> int:
+    if not value.isdigit():
+        raise FaultSpecError(f"Demo fault {key!r} needs a whole number, got {value!r}")
+    return int(value)
+
+
+def _non_negative_float(key: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number >= 0 or number == float("inf"):
+        raise FaultSpecError(f"Demo fault {key!r} needs a number of seconds, got {value!r}")
+    return number
+
+
+def _status_code(key: str, value: str) -> int:
+    code = _non_negative_int(key, value)
+    if not 400 <= code <= 599:
+        raise FaultSpecError(f"Demo fault 'status' must be an error status (400-599), got {code}")
+    return code
+
+
+def _retry_after(key: str, value: str) -> str:
+    _non_negative_float(key, value)
+    return value
+
+
+# key -> (FaultSpec field, converter); a converter of None marks a flag without a value.
+_FAULT_KEYS: dict[str, Any] = {
+    "status": _status_code,
+    "retry_after": _retry_after,
+    "fail_times": _non_negative_int,
+    "delay": _non_negative_float,
+    "pace": _non_negative_float,
+    "reset_after": _non_negative_int,
+    "stall_after": _non_negative_int,
+    "stall": _non_negative_float,
+    "error_event_after": _non_negative_int,
+    "malformed": None,
+    "empty_choices": None,
+    "no_end": None,
+    "no_done": None,
+}
+
+
+def parse_fault_spec(text: str) -> FaultSpec:
+    """Parse ``"status=503,retry_after=2"``; raise FaultSpecError on anything unknown."""
+    spec = FaultSpec(text=text.strip())
+    for item in text.split(","):
+        key, has_value, value = (part.strip() for part in item.partition("="))
+        if not key:
+            continue
+        if key not in _FAULT_KEYS:
+            raise FaultSpecError(f"Unknown demo fault: {key}")
+        convert = _FAULT_KEYS[key]
+        if convert is None:
+            if has_value:
+                raise FaultSpecError(f"Demo fault {key!r} takes no value")
+            spec = replace(spec, **{key: True})
+        elif not value:
+            raise FaultSpecError(f"Demo fault {key!r} needs a value ({key}=...)")
+        else:
+            spec = replace(spec, **{key: convert(key, value)})
+    return spec
+
+
+# --------------------------------------------------------------------------- replies
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the demo "model" answers, before it is put on the wire."""
+
+    model: str
+    content: str
+    reasoning: str | None
+    finish_reason: str
+    prompt_tokens: int
+
+    @property
+    def reasoning_tokens(self) -> int:
+        return count_words(self.reasoning or "")
+
+    @property
+    def completion_tokens(self) -> int:
+        return count_words(self.content) + self.reasoning_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def usage(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
+        }
+
+    def credits_used(self) -> int:
+        return self.total_tokens * CREDITS_PER_TOKEN
+
+    def usd_spent(self) -> float:
+        return round(self.total_tokens * USD_PER_TOKEN, 8)
+
+    def meta(self) -> dict[str, Any]:
+        return {"usage": {"credits_used": self.credits_used(), "usd_spent": self.usd_spent()}}
+
+
+def count_words(text: str) -> int:
+    return len(text.split())
+
+
+def word_pieces(text: str) -> list[str]:
+    """Split into one-word pieces that keep their trailing whitespace: joining them gives
+    back ``text`` exactly, which is what makes stream deltas add up to the full reply."""
+    return [piece for piece in re.split(r"(?<=\s)(?=\S)", text) if piece]
+
+
+def group_pieces(pieces: list[str], size: int) -> list[str]:
+    return ["".join(pieces[i : i + size]) for i in range(0, len(pieces), size)]
+
+
+def text_of(content: Any) -> str:
+    """A message's text: a plain string, or the text parts of an OpenAI content-parts list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [part.get("text") for part in content if isinstance(part, dict)]
+        return "\n".join(part for part in parts if isinstance(part, str))
+    return ""
+
+
+def _messages(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    return [m for m in payload.get("messages") or [] if isinstance(m, dict)]
+
+
+def last_user_text(payload: dict[str, Any]) -> str | None:
+    users = [m for m in _messages(payload) if m.get("role") == "user"]
+    return text_of(users[-1].get("content")) if users else None
+
+
+def system_prompt(payload: dict[str, Any]) -> str | None:
+    for message in _messages(payload):
+        if message.get("role") == "system":
+            return text_of(message.get("content"))
+    top_level = payload.get("system")
+    return text_of(top_level) if top_level is not None else None
+
+
+def wants_reasoning(payload: dict[str, Any]) -> bool:
+    model = str(payload.get("model", "")).lower()
+    thinking = payload.get("thinking")
+    return (
+        payload.get("enable_thinking") is True
+        or (isinstance(thinking, dict) and thinking.get("type") == "enabled")
+        or "reasoning_effort" in payload
+        or "reasoning" in payload
+        or "thinker" in model
+        or "r1" in model
+    )
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit].rstrip() + "…"
+
+
+def _inline_code(text: str) -> str:
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
+def _blockquote(text: str | None) -> list[str]:
+    if text is None:
+        return ["> _(no user message)_"]
+    if not text.strip():
+        return ["> _(empty message)_"]
+    lines = _shorten(text.strip(), QUOTE_LIMIT).splitlines()
+    return [f"> {line}" if line.strip() else ">" for line in lines]
+
+
+def _parameter_lines(payload: dict[str, Any]) -> list[str]:
+    keys = sorted(key for key in payload if key not in TRANSPORT_KEYS)
+    if not keys:
+        return ["No optional parameters were sent."]
+    lines = ["Parameters sent:", ""]
+    for key in keys:
+        value = json.dumps(payload[key], ensure_ascii=False, sort_keys=True)
+        lines.append(f"- `{key}`: {_inline_code(_shorten(value, PARAM_VALUE_LIMIT))}")
+    return lines
+
+
+def _code_sample(user_text: str | None) -> list[str]:
+    length = len(user_text or "")
+    return [
+        "```python",
+        "def echo_length(message: str) -> int:",
+        '    """Count the characters the demo received."""',
+        "    return len(message)",
+        "",
+        "",
+        f"print(echo_length(last_user_message))  # {length}",
+        "```",
+    ]
+
+
+def render_content(payload: dict[str, Any]) -> str:
+    """The full Markdown reply, before any max_tokens / stop cut."""
+    model = str(payload.get("model", ""))
+    user_text = last_user_text(payload)
+    lines = [f"**Demo reply** from `{model}`. You wrote:", ""]
+    lines += _blockquote(user_text)
+    lines += ["", *_parameter_lines(payload)]
+    system = system_prompt(payload)
+    if system is not None:
+        quoted = _shorten(" ".join(system.split()), SYSTEM_PROMPT_LIMIT)
+        lines += ["", f'System prompt: "{quoted}"']
+    lines += ["", "A little code, to show the highlighting:", "", *_code_sample(user_text)]
+    lines += ["", "_This is the offline demo upstream: no model was called._"]
+    return "\n".join(lines)
+
+
+def render_reasoning(payload: dict[str, Any]) -> str:
+    model = payload.get("model", "")
+    count = len(payload.get("messages") or [])
+    noun = "message" if count == 1 else "messages"
+    return (
+        f"The conversation sent to {model} has {count} {noun}. "
+        "I will quote the last user message back and list the parameters that came with it. "
+        "Then I will add a short Python example so the code highlighting shows."
+    )
+
+
+def _stop_strings(payload: dict[str, Any]) -> list[str]:
+    found: list[str] = []
+    for key in ("stop", "stop_sequences"):
+        value = payload.get(key)
+        values = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        found += [s for s in values if isinstance(s, str) and s]
+    return found
+
+
+# The parameter list quotes the stop strings themselves; matching those quotes would cut
+# every reply there, so the lines that echo them are skipped.
+_STOP_ECHO = re.compile(r"^- `(?:stop|stop_sequences)`: .*$", re.MULTILINE)
+
+
+def _first_stop(content: str, stop: str) -> int | None:
+    echoes = [match.span() for match in _STOP_ECHO.finditer(content)]
+    position = content.find(stop)
+    while position != -1:
+        if not any(start <= position < end for start, end in echoes):
+            return position
+        position = content.find(stop, position + 1)
+    return None
+
+
+def _cut_at_stop(content: str, stops: list[str]) -> tuple[str, bool]:
+    positions = [p for p in (_first_stop(content, s) for s in stops) if p is not None]
+    return (content[: min(positions)], True) if positions else (content, False)
+
+
+def _max_tokens(payload: dict[str, Any]) -> int | None:
+    for key in ("max_tokens", "max_completion_tokens"):
+        if payload.get(key) is not None:
+            return payload[key]
+    return None
+
+
+def build_reply(payload: dict[str, Any]) -> Reply:
+    """The deterministic answer to a validated chat-completions body."""
+    model = str(payload["model"])
+    content, stopped = _cut_at_stop(render_content(payload), _stop_strings(payload))
+    finish_reason = "stop" if stopped else "end_turn" if "claude" in model.lower() else "stop"
+    limit = _max_tokens(payload)
+    if limit is not None and count_words(content) > limit:
+        content = "".join(word_pieces(content)[:limit]).rstrip()
+        finish_reason = "length"
+    prompt_tokens = sum(count_words(text_of(m.get("content"))) for m in _messages(payload))
+    reasoning = render_reasoning(payload) if wants_reasoning(payload) else None
+    return Reply(model, content, reasoning, finish_reason, prompt_tokens)
+
+
+def validate_chat_body(payload: Any) -> str | None:
+    """The 400 message for a body we cannot answer, or None."""
+    if not isinstance(payload, dict):
+        return "Body validation error! The request body must be a JSON object."
+    model = payload.get("model")
+    if not isinstance(model, str) or not model.strip():
+        return 'Body validation error! "model" is required.'
+    messages = payload.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return 'Body validation error! "messages" must be a non-empty array.'
+    if not all(isinstance(m, dict) for m in messages):
+        return 'Body validation error! Each item of "messages" must be an object.'
+    limit = _max_tokens(payload)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        return 'Body validation error! "max_tokens" must be a positive integer.'
+    if "demo_fault" in payload and not isinstance(payload["demo_fault"], str):
+        return 'Body validation error! "demo_fault" must be a string.'
+    return None
+
+
+# --------------------------------------------------------------------------- wire shapes
+
+
+def completion_json(reply: Reply, completion_id: str, created: int, *, empty: bool) -> dict:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+    if reply.reasoning is not None:
+        message["reasoning_content"] = reply.reasoning
+    message["refusal"] = None
+    choice = {
+        "index": 0,
+        "message": message,
+        "finish_reason": reply.finish_reason,
+        "logprobs": None,
+    }
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": reply.model,
+        "choices": [] if empty else [choice],
+        "usage": reply.usage(),
+        "meta": reply.meta(),
+    }
+
+
+def chunk_json(reply: Reply, completion_id: str, created: int, choices: list, **extra: Any) -> dict:
+    chunk = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": reply.model,
+        "choices": choices,
+    }
+    chunk.update(extra)
+    return chunk
+
+
+def delta_choice(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    return {"index": 0, "delta": delta, "finish_reason": finish_reason}
+
+
+def sse(data: dict[str, Any] | str) -> bytes:
+    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+    return f"data: {text}\n\n".encode()
+
+
+def error_json(status: int, path: str, message: str | None = None) -> dict[str, Any]:
+    timestamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {
+        "message": message or ERROR_MESSAGES.get(status) or _status_phrase(status),
+        "path": path,
+        "requestId": str(uuid.uuid4()),
+        "statusCode": status,
+        "timestamp": timestamp,
+    }
+
+
+def _status_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Upstream error"
+
+
+# --------------------------------------------------------------------------- catalogue
+
+DOCS = "https://docs.aimlapi.com/api-references/text-models-llm"
+# Fixed so the ETag never changes between runs.
+CATALOGUE_CREATED = 1735689600
+
+
+def _chat_model(
+    model_id: str,
+    name: str,
+    description: str,
+    *,
+    developer: str,
+    aliases: list[str],
+    context: int,
+    output: int,
+    docs: str,
+    tags: list[str],
+) -> dict[str, Any]:
+    return {
+        "id": model_id,
+        "aliases": aliases,
+        "type": "chat-completion",
+        "info": {
+            "name": name,
+            "developer": developer,
+            "description": description,
+            "contextLength": context,
+            "outputMax": output,
+            "docsUrl": docs,
+        },
+        "tags": tags,
+    }
+
+
+CATALOGUE: list[dict[str, Any]] = [
+    _chat_model(
+        "demo/echo",
+        "Demo Echo",
+        "Offline demo: answers with a Markdown echo of your request.",
+        developer="Demo",
+        aliases=["echo"],
+        context=128000,
+        output=4096,
+        docs="https://docs.aimlapi.com/",
+        tags=["demo", "offline"],
+    ),
+    _chat_model(
+        "demo/thinker",
+        "Demo Thinker",
+        "Offline demo that always returns its reasoning before the answer.",
+        developer="Demo",
+        aliases=["thinker"],
+        context=128000,
+        output=4096,
+        docs="https://docs.aimlapi.com/",
+        tags=["demo", "offline", "reasoning"],
+    ),
+    _chat_model(
+        "anthropic/claude-sonnet-4.5",
+        "Claude Sonnet 4.5",
+        "Better coding abilities and stronger reasoning than Claude 4 Sonnet.",
+        developer="Anthropic",
+        aliases=["claude-sonnet-4-5", "anthropic/claude-sonnet-4-5", "claude-sonnet-4-5-20250929"],
+        context=200000,
+        output=64000,
+        docs=f"{DOCS}/anthropic/claude-4-5-sonnet",
+        tags=["text", "reasoning", "code"],
+    ),
+    _chat_model(
+        "openai/gpt-4o",
+        "GPT-4o",
+        "Multimodal AI model by OpenAI enhancing human-computer interaction.",
+        developer="Open AI",
+        aliases=["gpt-4o"],
+        context=128000,
+        output=16384,
+        docs=f"{DOCS}/openai/gpt-4o",
+        tags=["text", "vision"],
+    ),
+    _chat_model(
+        "deepseek/deepseek-r1",
+        "DeepSeek R1",
+        "Open reasoning model that returns its chain of thought.",
+        developer="DeepSeek",
+        aliases=["deepseek-r1"],
+        context=128000,
+        output=8000,
+        docs=f"{DOCS}/deepseek/deepseek-r1",
+        tags=["text", "reasoning"],
+    ),
+    {
+        # Not a chat model, so clients must filter by type. Like the real catalogue, image
+        # models carry no contextLength / outputMax.
+        "id": "openai/dall-e-3",
+        "aliases": ["dall-e-3"],
+        "type": "image",
+        "info": {
+            "name": "DALL·E 3",
+            "developer": "Open AI",
+            "description": "Text-to-image model; not served by chat completions.",
+            "docsUrl": "https://docs.aimlapi.com/api-references/image-models/openai/dall-e-3",
+        },
+        "tags": ["image"],
+    },
+]
+
+
+def catalogue_json(shape: str) -> dict[str, Any]:
+    if shape.strip().lower() != "openai":
+        return {"object": "list", "data": CATALOGUE}
+    data = [
+        {
+            "id": model["id"],
+            "object": "model",
+            "created": CATALOGUE_CREATED,
+            "owned_by": model["info"]["developer"],
+        }
+        for model in CATALOGUE
+    ]
+    return {"object": "list", "data": data}
+
+
+def etag_for(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    candidates = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return "*" in candidates or etag in candidates
+
+
+# --------------------------------------------------------------------------- HTTP handler
+
+
+def _route(path: str) -> str:
+    """``/v1/chat/completions`` and ``/chat/completions`` both route to the latter."""
+    route = urlsplit(path).path
+    if route.startswith("/v1/"):
+        route = route[3:]
+    return route.rstrip("/") or "/"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    # ---- plumbing
+
+    @property
+    def upstream(self) -> DemoUpstream:
+        return self.server.upstream
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.upstream.verbose:
+            super().log_message(format, *args)
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    do_PUT = do_PATCH = do_DELETE = do_POST
+
+    def _dispatch(self) -> None:
+        try:
+            self._route_request()
+        except DISCONNECT_ERRORS:
+            # The client went away (or we reset it on purpose): nothing left to say.
+            self.close_connection = True
+
+    def _route_request(self) -> None:
+        body = self._read_body()
+        if body is None:
+            self._send_error(400, "Body validation error! Unreadable request body.", close=True)
+            return
+        route = _route(self.path)
+        if route in ("/models", "/chat/completions"):
+            self.upstream._record(self, body)
+        if route == "/models" and self.command == "GET":
+            self._send_models()
+        elif route == "/chat/completions" and self.command == "POST":
+            ChatExchange(self, body).run()
+        elif route == "/_demo/requests" and self.command == "GET":
+            self._send_json(200, [r.as_json() for r in self.upstream.requests])
+        elif route == "/_demo/reset" and self.command == "POST":
+            self.upstream.clear()
+            self._send_json(200, {"status": "ok"})
+        else:
+            self._send_error(404)
+
+    def _read_body(self) -> bytes | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        length = self.headers.get("Content-Length", "0").strip() or "0"
+        if not length.isdigit():
+            return None
+        return self.rfile.read(int(length))
+
+    def _read_chunked(self) -> bytes | None:
+        parts = []
+        while True:
+            size_line = self.rfile.readline().split(b";")[0].strip()
+            try:
+                size = int(size_line, 16)
+            except ValueError:
+                return None
+            if size == 0:
+                while self.rfile.readline().strip():  # trailers
+                    pass
+                return b"".join(parts)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline()
+
+    # ---- responses
+
+    def _send_models(self) -> None:
+        shape = self.headers.get("X-Demo-Models-Shape", "")
+        body = json.dumps(catalogue_json(shape), ensure_ascii=False).encode()
+        etag = etag_for(body)
+        if etag_matches(self.headers.get("If-None-Match"), etag):
+            self.send_response(304)
+            self.send_header("ETag", etag)
+            self.end_headers()
+            return
+        self._send_bytes(200, body, {"ETag": etag, "Cache-Control": "no-cache"})
+
+    def _send_json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+        self._send_bytes(status, json.dumps(data, ensure_ascii=False).encode(), headers)
+
+    def _send_bytes(
+        self, status: int, body: bytes, headers: dict[str, str] | None = None, *, close=False
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in self._common_headers(headers).items():
+            self.send_header(name, value)
+        if close:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+
+    def _send_error(
+        self,
+        status: int,
+        message: str | None = None,
+        headers: dict[str, str] | None = None,
+        *,
+        close: bool = False,
+    ) -> None:
+        body = json.dumps(error_json(status, urlsplit(self.path).path, message)).encode()
+        self._send_bytes(status, body, headers, close=close)
+
+    def _common_headers(self, headers: dict[str, str] | None) -> dict[str, str]:
+        merged = dict(headers or {})
+        client_id = self.headers.get("X-Client-Request-Id")
+        if client_id:
+            merged["X-Client-Request-Id"] = client_id
+        return merged
+
+    def abort_with_reset(self) -> None:
+        """Drop the connection with a TCP RST instead of a FIN, like a crashed proxy."""
+        self.close_connection = True
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # The read file holds a reference to the socket: close both, or the fd stays open.
+        self.rfile.close()
+        self.connection.close()
+
+
+class ChatExchange:
+    """One POST /chat/completions: validation, faults, then a JSON or streamed reply."""
+
+    def __init__(self, handler: _Handler, body: bytes) -> None:
+        self.handler = handler
+        self.upstream = handler.upstream
+        self.payload = _loads(body)
+        self.completion_id = f"chatcmpl-demo-{uuid.uuid4().hex}"
+        self.inference_id = str(uuid.uuid4())
+        self.created = int(time.time())
+        self.events_sent = 0
+
+    def run(self) -> None:
+        try:
+            fault = parse_fault_spec(self._fault_text())
+        except FaultSpecError as error:
+            self.handler._send_error(400, str(error))
+            return
+        if fault.delay:
+            self.upstream._wait(fault.delay)
+        if self.handler.headers.get("Authorization", "").strip() == INVALID_KEY:
+            self.handler._send_error(401)
+            return
+        if fault.status is not None and self.upstream._should_fail(fault):
+            self._send_fault_status(fault)
+            return
+        if self.payload is NOT_JSON:
+            problem = "Body validation error! The request body is not valid JSON."
+        else:
+            problem = validate_chat_body(self.payload)
+        if problem:
+            self.handler._send_error(400, problem)
+            return
+        reply = build_reply(self.payload)
+        if self.payload.get("stream") is True:
+            self._stream(reply, fault)
+        else:
+            self._respond(reply, fault)
+
+    def _fault_text(self) -> str:
+        header = self.handler.headers.get("X-Demo-Fault")
+        if header is not None:
+            return header
+        payload = self.payload if isinstance(self.payload, dict) else {}
+        if isinstance(payload.get("demo_fault"), str):
+            return payload["demo_fault"]
+        model = payload.get("model")
+        if isinstance(model, str) and model.startswith(FAULT_MODEL_PREFIX):
+            return model[len(FAULT_MODEL_PREFIX) :]
+        return ""
+
+    def _send_fault_status(self, fault: FaultSpec) -> None:
+        headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+        self.handler._send_error(fault.status, headers=headers)
+
+    # ---- non-streamed
+
+    def _reply_headers(self, reply: Reply) -> dict[str, str]:
+        return {
+            "x-inference-id": self.inference_id,
+            "x-aimlapi-credits-used": str(reply.credits_used()),
+            # Fixed-point, as the provider writes it ("0.000098", not "9.8e-05").
+            "x-aimlapi-usd-spent": f"{reply.usd_spent():.8f}".rstrip("0").rstrip("."),
+        }
+
+    def _respond(self, reply: Reply, fault: FaultSpec) -> None:
+        self.upstream._wait(self.upstream.first_token_delay)
+        data = completion_json(reply, self.completion_id, self.created, empty=fault.empty_choices)
+        body = json.dumps(data, ensure_ascii=False).encode()
+        if fault.malformed:
+            body = body[: len(body) // 2]
+        if fault.reset_after is not None:
+            self._send_half_then_reset(body, reply)
+            return
+        self.handler._send_bytes(200, body, self._reply_headers(reply))
+
+    def _send_half_then_reset(self, body: bytes, reply: Reply) -> None:
+        handler = self.handler
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        for name, value in handler._common_headers(self._reply_headers(reply)).items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(body[: len(body) // 2])
+        handler.wfile.flush()
+        handler.abort_with_reset()
+
+    # ---- streamed
+
+    def _stream(self, reply: Reply, fault: FaultSpec) -> None:
+        self._send_stream_headers()
+        pace = self.upstream.chunk_delay if fault.pace is None else fault.pace
+        if fault.empty_choices:
+            self._stream_empty_choices(reply, pace)
+            return
+        self._emit(self._chunk(reply, [delta_choice({"role": "assistant", "content": ""})]), pace)
+        size = self.upstream.words_per_chunk
+        for piece in group_pieces(word_pieces(reply.reasoning or ""), size):
+            self._emit(self._chunk(reply, [delta_choice({"reasoning_content": piece})]), pace)
+        contents = group_pieces(word_pieces(reply.content), size)
+        for sent in range(len(contents) + 1):
+            if sent:
+                self._emit(
+                    self._chunk(reply, [delta_choice({"content": contents[sent - 1]})]), pace
+                )
+            if sent == 1 and fault.malformed:
+                self._write(MALFORMED_EVENT)
+            if self._interrupted(fault, sent, len(contents)):
+                return
+        self._finish_stream(reply, fault, pace)
+
+    def _send_stream_headers(self) -> None:
+        handler = self.handler
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Cache-Control", "no-cache")
+        handler.send_header("x-inference-id", self.inference_id)
+        for name, value in handler._common_headers(None).items():
+            handler.send_header(name, value)
+        # No Content-Length and no chunked encoding: the body ends when we close.
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.wfile.flush()
+
+    def _interrupted(self, fault: FaultSpec, sent: int, total: int) -> bool:
+        """Apply the fault due after ``sent`` content chunks; True if the stream ends here."""
+
+        def due(after: int | None) -> bool:
+            return after is not None and min(after, total) == sent
+
+        if due(fault.error_event_after):
+            self._write(sse(STREAM_ERROR_EVENT))
+            return True
+        if due(fault.reset_after):
+            self.handler.abort_with_reset()
+            return True
+        if due(fault.stall_after):
+            self.upstream._wait(fault.stall)
+            return True
+        return fault.no_end and sent == max(1, total // 2)
+
+    def _finish_stream(self, reply: Reply, fault: FaultSpec, pace: float) -> None:
+        options = self.payload.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        finish = [delta_choice({}, reply.finish_reason)]
+        if include_usage:
+            self._emit(self._chunk(reply, finish, usage=reply.usage()), pace)
+            self._emit(self._chunk(reply, [], usage=reply.usage(), meta=reply.meta()), pace)
+        else:
+            self._emit(self._chunk(reply, finish, usage=reply.usage(), meta=reply.meta()), pace)
+        if not fault.no_done:
+            self._write(sse("[DONE]"))
+
+    def _stream_empty_choices(self, reply: Reply, pace: float) -> None:
+        self._emit(self._chunk(reply, []), pace)
+        self._emit(self._chunk(reply, [], usage=reply.usage(), meta=reply.meta()), pace)
+        self._write(sse("[DONE]"))
+
+    def _chunk(self, reply: Reply, choices: list, **extra: Any) -> dict[str, Any]:
+        return chunk_json(reply, self.completion_id, self.created, choices, **extra)
+
+    def _emit(self, chunk: dict[str, Any], pace: float) -> None:
+        """Write one chunk event, after the first-token delay or the pace between chunks."""
+        self.upstream._wait(self.upstream.first_token_delay if not self.events_sent else pace)
+        self.events_sent += 1
+        self._write(sse(chunk))
+
+    def _write(self, data: bytes) -> None:
+        self.handler.wfile.write(data)
+        self.handler.wfile.flush()
+
+
+NOT_JSON = object()
+
+
+def _loads(body: bytes) -> Any:
+    """The decoded body, or NOT_JSON (``null`` is valid JSON, so None cannot mark failure)."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return NOT_JSON
+
+
+# --------------------------------------------------------------------------- server
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    # Benchmarks open hundreds of connections at once; the default backlog (5) drops them.
+    request_queue_size = 1024
+    upstream: DemoUpstream
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup that can take
+        # seconds offline; we only ever need the numeric address.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exception(), DISCONNECT_ERRORS):
+            return  # a client hanging up is normal here, not worth a traceback
+        super().handle_error(request, client_address)
+
+
+class DemoUpstream:
+    """The fake AI/ML API. ``DemoUpstream().start()`` in tests, ``serve_forever()`` in a command.
+
+    ``first_token_delay`` and ``chunk_delay`` (seconds) pace every stream unless a request's
+    fault spec says otherwise; ``words_per_chunk`` sets how much text each chunk carries.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        first_token_delay: float = 0.0,
+        chunk_delay: float = 0.0,
+        words_per_chunk: int = 1,
+        verbose: bool = False,
+    ) -> None:
+        if words_per_chunk < 1:
+            raise ValueError("words_per_chunk must be at least 1")
+        self.host = host
+        self.first_token_delay = first_token_delay
+        self.chunk_delay = chunk_delay
+        self.words_per_chunk = words_per_chunk
+        self.verbose = verbose
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._failures: Counter[str] = Counter()
+        # Set on stop(): wakes every handler that is sleeping (delays, stalls) at once.
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._serving = False
+        self._closed = False
+        self._server = _Server((host, port), _Handler)
+        self._server.upstream = self
+
+    # ---- public API
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def chat_requests(self) -> list[RecordedRequest]:
+        return [
+            r for r in self.requests if r.method == "POST" and _route(r.path) == "/chat/completions"
+        ]
+
+    def clear(self) -> None:
+        """Forget recorded requests and the ``fail_times`` counters."""
+        with self._lock:
+            self._requests.clear()
+            self._failures.clear()
+
+    def start(self) -> DemoUpstream:
+        self._serving = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"demo-upstream-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until stop() (from another thread) or an interrupt."""
+        self._serving = True
+        self._server.serve_forever(poll_interval=0.2)
+
+    def stop(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stopping.set()
+        if self._serving:
+            # Returns at once if serve_forever already ended (e.g. on KeyboardInterrupt).
+            self._server.shutdown()
+        if self._thread is not None:
+            self._thread.join()
+        self._server.server_close()
+
+    def __enter__(self) -> DemoUpstream:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # ---- used by the handler
+
+    def _record(self, handler: _Handler, body: bytes) -> None:
+        recorded = RecordedRequest(
+            method=handler.command,
+            path=handler.path,
+            headers=dict(handler.headers.items()),
+            body=body,
+            received_at=time.time(),
+        )
+        with self._lock:
+            self._requests.append(recorded)
+
+    def _should_fail(self, fault: FaultSpec) -> bool:
+        if fault.fail_times is None:
+            return True
+        with self._lock:
+            self._failures[fault.text] += 1
+            return self._failures[fault.text] <= fault.fail_times
+
+    def _wait(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stopping.wait(seconds)

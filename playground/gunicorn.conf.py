@@ -1,0 +1,19 @@
+"""Production server settings (`make serve`; see docs/deploy.md).
+
+Threaded workers: a chat request waits on the upstream for up to
+UPSTREAM_READ_TIMEOUT seconds, and threads keep other users served meanwhile.
+"""
+
+import os
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "32"))
+# gthread workers heartbeat from their main thread, so this bounds a stuck
+# worker, not a long upstream call.
+timeout = 180
+graceful_timeout = 30
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
