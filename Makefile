@@ -24,7 +24,7 @@ run: $(VENV)/.runtime
 	@$(PY) manage.py demo_upstream --only-if-demo & demo=$$!; \
 	trap 'kill $$demo 2>/dev/null' EXIT INT TERM; \
 	$(PY) manage.py upstream_status; \
-	echo "Open http://$(HOST):$(PORT)/ and sign up (any username and password) to start chatting."; \
+	echo "Open http://$(HOST):$(PORT)/ and sign up (any username, a password of 8+ characters) to start chatting."; \
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 ## test: set up (including Debian's Chromium for the browser tests) and run the whole suite
