@@ -119,10 +119,13 @@ def message_send(
 
 def reply_retry(*, reply: Message) -> Message:
     """Ask again for a reply that failed, using the conversation's current parameters."""
-    if reply.role != Message.Role.ASSISTANT or reply.status != Message.Status.FAILED:
+    # Claim the reply atomically, so two clicks on Retry start one generation.
+    claimed = Message.objects.filter(
+        pk=reply.pk, role=Message.Role.ASSISTANT, status=Message.Status.FAILED
+    ).update(status=Message.Status.PENDING, updated=timezone.now())
+    if not claimed:
         raise ValidationError("Only a failed reply can be retried.")
     reply.status = Message.Status.PENDING
-    reply.save(update_fields=["status", "updated"])
     reply_generate(reply=reply)
     return reply
 
@@ -134,16 +137,16 @@ def reply_generate(*, reply: Message) -> None:
     Retry-After when given, never longer than UPSTREAM_RETRY_MAX_WAIT.
     """
     payload = build_payload(conversation=reply.conversation, leaf_id=reply.parent_id)
-    first_attempt = reply.calls.count() + 1
-    for attempt in range(first_attempt, first_attempt + settings.UPSTREAM_MAX_RETRIES + 1):
+    attempt = reply.calls.count()  # earlier attempts (a manual retry continues the count)
+    for retry in range(settings.UPSTREAM_MAX_RETRIES + 1):
+        attempt += 1
         call = _call_record(reply, payload, attempt)
         try:
             completion = client.send_chat(call.prepared)
         except client.UpstreamError as error:
             _call_failed(call.record, error)
-            is_last = attempt == first_attempt + settings.UPSTREAM_MAX_RETRIES
-            if error.retryable and not is_last:
-                time.sleep(_retry_wait(error, attempt - first_attempt))
+            if error.retryable and retry < settings.UPSTREAM_MAX_RETRIES:
+                time.sleep(_retry_wait(error, retry))
                 continue
             _reply_finish(reply, status=Message.Status.FAILED)
             return
