@@ -21,7 +21,7 @@ RESERVED_KEYS = {
 
 
 class SignUpForm(UserCreationForm):
-    pass
+    label_suffix = ""
 
 
 class ParametersForm(forms.Form):
@@ -159,6 +159,7 @@ class ChatForm(ParametersForm):
 
 
 class RenameForm(forms.Form):
+    label_suffix = ""
     title = forms.CharField(label="Title", max_length=200)
 
 

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import services, snippets
@@ -51,6 +52,7 @@ def conversation_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
+@never_cache  # a stale copy would resend an old idempotency key
 def conversation_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     conversation = _owned_conversation(request, public_id)
     form = ChatForm(

@@ -42,6 +42,10 @@ function setUpChatForm() {
     const button = event.submitter;
     if (button && button.dataset.busyLabel) button.textContent = button.dataset.busyLabel;
   });
+  // A page restored from the back/forward cache must not stay "Sending…".
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted) window.location.reload();
+  });
   if (message) {
     message.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {

@@ -1,0 +1,173 @@
+"""Browser tests: Debian's Chromium, driven by Playwright, against pytest-django's live server.
+
+Every test here is marked ``browser``. Each one also fails when the page logs a console error
+(a CSP violation shows up as one), throws an uncaught exception, or asks any host other than
+127.0.0.1 / localhost for anything: the app works offline, with no CDN.
+"""
+
+import contextlib
+import os
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import (
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Request,
+    Response,
+    expect,
+)
+from playwright.sync_api import Error as PlaywrightError
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+# Schemes that never leave the browser.
+LOCAL_SCHEMES = {"data", "blob", "about"}
+TIMEOUT_MS = 5_000
+FAILED_LOAD = "Failed to load resource:"
+
+expect.set_options(timeout=TIMEOUT_MS)
+
+
+def pytest_collection_modifyitems(config, items):
+    here = os.path.dirname(__file__)
+    for item in items:
+        if str(item.path).startswith(here + os.sep):
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args() -> dict:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(
+            f"The browser tests need Debian's Chromium at {CHROMIUM}, which is missing. "
+            "Run `make test`: it installs it (apt-get install chromium) and runs the suite.",
+            pytrace=False,
+        )
+    return {"executable_path": CHROMIUM, "headless": True, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(live_server) -> dict:
+    return {"base_url": live_server.url}
+
+
+class BrowserProblems:
+    """Console errors, uncaught page errors and off-machine requests seen by the contexts.
+
+    Two console errors are expected and let through: Chromium's "Failed to load resource"
+    for a page the app deliberately answered with 400 (a form with errors, rendered again)
+    and for /favicon.ico, which the app does not serve. Any other failed load (a stylesheet,
+    a script, a 500 page) still fails the test.
+    """
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.failed_loads: list[tuple[str, str]] = []  # (resource URL, console text)
+        self.form_error_pages: set[str] = set()
+        self.contexts: list[BrowserContext] = []
+
+    def watch(self, context: BrowserContext) -> BrowserContext:
+        context.set_default_timeout(TIMEOUT_MS)
+        context.set_default_navigation_timeout(TIMEOUT_MS)
+        context.on("console", self._on_console)
+        context.on("weberror", lambda error: self.problems.append(f"page error: {error.error}"))
+        context.on("request", self._on_request)
+        context.on("response", self._on_response)
+        self.contexts.append(context)
+        return context
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        if message.type != "error":
+            return
+        if message.text.startswith(FAILED_LOAD):
+            self.failed_loads.append((message.location.get("url", ""), message.text))
+        else:
+            where = message.page.url if message.page else "?"
+            self.problems.append(f"console error on {where}: {message.text}")
+
+    def _on_request(self, request: Request) -> None:
+        url = urlsplit(request.url)
+        if url.scheme not in LOCAL_SCHEMES and url.hostname not in LOCAL_HOSTS:
+            self.problems.append(f"request off this machine: {request.method} {request.url}")
+
+    def _on_response(self, response: Response) -> None:
+        if response.request.resource_type == "document" and response.status == 400:
+            self.form_error_pages.add(response.url)
+
+    def flush(self) -> None:
+        """One round trip per open page, so events already sent by the browser are handled."""
+        for context in self.contexts:
+            for page in context.pages:
+                with contextlib.suppress(PlaywrightError):  # e.g. mid-navigation
+                    page.evaluate("0")
+
+    def check(self) -> None:
+        self.flush()
+        problems = list(self.problems)
+        for url, text in self.failed_loads:
+            if url not in self.form_error_pages and urlsplit(url).path != "/favicon.ico":
+                problems.append(f"console error: {text} ({url})")
+        if problems:
+            pytest.fail("The browser reported:\n" + "\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def browser_problems(request) -> BrowserProblems:
+    problems = BrowserProblems()
+    request.node.browser_problems = problems
+    return problems
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    # Runs after the test body, before fixture teardown: the contexts are still open, and a
+    # problem fails the test itself (not its teardown). A test that already failed keeps its
+    # own failure.
+    result = yield
+    problems = getattr(item, "browser_problems", None)
+    if problems is not None:
+        problems.check()
+    return result
+
+
+@pytest.fixture
+def context(new_context, browser_problems) -> BrowserContext:
+    return browser_problems.watch(new_context())
+
+
+@pytest.fixture
+def no_js_page(new_context, browser_problems) -> Page:
+    """A page in a context with JavaScript disabled: the app must work with plain forms."""
+    return browser_problems.watch(new_context(java_script_enabled=False)).new_page()
+
+
+def log_in(page: Page, username: str, password: str) -> None:
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Conversations")).to_be_visible()
+
+
+@pytest.fixture
+def logged_in_page(page, live_server, alice) -> Page:
+    """Alice, logged in through the real login form, on her conversation list."""
+    log_in(page, "alice", "alice-password-1")
+    return page
+
+
+@pytest.fixture
+def logged_in_no_js_page(no_js_page, live_server, alice) -> Page:
+    log_in(no_js_page, "alice", "alice-password-1")
+    return no_js_page
