@@ -11,6 +11,7 @@ summarised in shared/upstream/README.md).
 import json
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
@@ -19,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from django.conf import settings
 
 REDACTED = "Bearer [redacted]"
@@ -115,7 +117,8 @@ def encode_body(payload: dict[str, Any]) -> bytes:
 
 
 def prepare_chat(payload: dict[str, Any]) -> PreparedCall:
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    accept = "text/event-stream" if payload.get("stream") else "application/json"
+    headers = {"Content-Type": "application/json", "Accept": accept}
     if settings.UPSTREAM_API_KEY:
         headers["Authorization"] = f"Bearer {settings.UPSTREAM_API_KEY}"
     request = requests.Request("POST", chat_url(), headers=headers, data=encode_body(payload))
@@ -177,6 +180,196 @@ def send_chat(call: PreparedCall) -> Completion:
     )
 
 
+@dataclass(frozen=True)
+class StreamEvent:
+    """One server-sent event as received, with what it added to the reply."""
+
+    raw: str
+    at_ms: int  # since the request was sent
+    content: str = ""
+    reasoning: str = ""
+
+
+class ChatStream:
+    """An open streamed reply. Iterate `events()`; `close()` hangs up on the upstream.
+
+    Reference: https://docs.aimlapi.com/capabilities/streaming-mode — chunks are
+    `data: {json}` events; the end is `data: [DONE]` or the connection closing
+    after a chunk with a finish_reason (Claude sends no [DONE]). Anything else
+    that ends the stream is a broken stream, never a finished answer.
+    """
+
+    def __init__(self, response: requests.Response, started: float) -> None:
+        self.response = response
+        self.started = started
+        self.http_status = response.status_code
+        self.headers = dict(response.headers)
+        self.host = urlsplit(response.url).netloc
+        self.raw_events: list[dict[str, Any]] = []
+        self.content = ""
+        self.reasoning = ""
+        self.finish_reason = ""
+        self.usage: dict[str, Any] = {}
+        self.usd_spent: Decimal | None = None
+        self.first_token_ms: int | None = None
+        self._last_chunk: dict[str, Any] = {}
+
+    def events(self) -> Iterator[StreamEvent]:
+        for raw in self._raw_events():
+            self.raw_events.append({"at_ms": _elapsed_ms(self.started), "data": raw})
+            if raw.strip() == "[DONE]":
+                return
+            event = self._apply(raw)
+            if event.content or event.reasoning:
+                yield event
+        if not self.finish_reason:
+            raise self._error(
+                "broken",
+                "The stream ended without a finish_reason or [DONE], so the reply is incomplete.",
+            )
+
+    def close(self) -> None:
+        self.response.close()
+
+    @property
+    def body(self) -> bytes:
+        """The stream as received: every event, in the provider's own framing."""
+        return "".join(f"data: {event['data']}\n\n" for event in self.raw_events).encode()
+
+    def assembled(self) -> dict[str, Any]:
+        """The chunks folded into the shape of a non-streamed chat.completion."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.reasoning:
+            message["reasoning_content"] = self.reasoning
+        result = {
+            "id": self._last_chunk.get("id"),
+            "object": "chat.completion",
+            "model": self._last_chunk.get("model"),
+            "choices": [
+                {"index": 0, "message": message, "finish_reason": self.finish_reason or None}
+            ],
+            "usage": self.usage or None,
+        }
+        if self.usd_spent is not None:
+            result["meta"] = {"usage": {"usd_spent": str(self.usd_spent)}}
+        return result
+
+    def _apply(self, raw: str) -> StreamEvent:
+        try:
+            chunk = json.loads(raw)
+        except ValueError:
+            chunk = None
+        if not isinstance(chunk, dict):
+            raise self._error("bad_json", "The upstream sent a malformed chunk mid-stream.")
+        if chunk.get("error"):
+            error = chunk["error"]
+            message = error.get("message") if isinstance(error, dict) else error
+            raise self._error(
+                "stream_error", f"The upstream reported an error mid-stream: {message}"
+            )
+        self._last_chunk = {
+            **self._last_chunk,
+            **{k: chunk[k] for k in ("id", "model") if chunk.get(k)},
+        }
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = chunk["usage"]
+        self.usd_spent = usd_spent(chunk, {}) or self.usd_spent
+        choices = chunk.get("choices") or []
+        choice = choices[0] if choices and isinstance(choices[0], dict) else {}
+        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        event = StreamEvent(
+            raw=raw,
+            at_ms=_elapsed_ms(self.started),
+            content=_text(delta.get("content")),
+            reasoning=_text(delta.get("reasoning_content")),
+        )
+        if (event.content or event.reasoning) and self.first_token_ms is None:
+            self.first_token_ms = event.at_ms
+        self.content += event.content
+        self.reasoning += event.reasoning
+        if choice.get("finish_reason"):
+            self.finish_reason = str(choice["finish_reason"])
+        return event
+
+    def _raw_events(self) -> Iterator[str]:
+        """The data of each event, as bytes arrive (read1 does not wait for a full buffer)."""
+        buffer = b""
+        while True:
+            chunk = self._read()
+            if not chunk:
+                break
+            buffer += chunk
+            while b"\n\n" in buffer.replace(b"\r\n", b"\n"):
+                buffer = buffer.replace(b"\r\n", b"\n")
+                block, buffer = buffer.split(b"\n\n", 1)
+                data = _event_data(block)
+                if data is not None:
+                    yield data
+        data = _event_data(buffer.replace(b"\r\n", b"\n"))
+        if data is not None:
+            yield data
+
+    def _read(self) -> bytes:
+        try:
+            return self.response.raw.read1(65536)
+        except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
+            raise self._error(
+                "timeout",
+                f"The stream stalled: nothing arrived for {settings.UPSTREAM_READ_TIMEOUT:g} s "
+                "(the read timeout).",
+            ) from None
+        except (urllib3.exceptions.HTTPError, OSError, ValueError):
+            # ValueError: the response was closed (Stop) while a read was waiting.
+            raise self._error(
+                "broken", f"The connection to {self.host} broke mid-stream."
+            ) from None
+
+    def _error(self, kind: str, message: str) -> UpstreamError:
+        return UpstreamError(
+            kind,
+            message,
+            http_status=self.http_status,
+            headers=self.headers,
+            body=self.body,
+            latency_ms=_elapsed_ms(self.started),
+        )
+
+
+def _event_data(block: bytes) -> str | None:
+    """The joined `data:` lines of one event; None for comments and empty blocks."""
+    lines = block.decode(errors="replace").split("\n")
+    data = [line[5:].removeprefix(" ") for line in lines if line.startswith("data:")]
+    return "\n".join(data) if data else None
+
+
+def open_chat_stream(call: PreparedCall) -> ChatStream:
+    """Send a streamed request. Failures before the first event raise UpstreamError."""
+    started = time.monotonic()
+    response = _send(call.prepared, started, stream=True)
+    if not response.ok:
+        body = response.content
+        raise UpstreamError(
+            "http",
+            describe_http_error(response.status_code, body),
+            http_status=response.status_code,
+            headers=dict(response.headers),
+            body=body,
+            latency_ms=_elapsed_ms(started),
+        )
+    if "text/event-stream" not in response.headers.get("Content-Type", ""):
+        # Some servers ignore "stream": true and answer with one JSON body.
+        body = response.content
+        raise UpstreamError(
+            "bad_json",
+            "Asked for a stream, the upstream answered with something else; see the raw response.",
+            http_status=response.status_code,
+            headers=dict(response.headers),
+            body=body,
+            latency_ms=_elapsed_ms(started),
+        )
+    return ChatStream(response, started)
+
+
 def fetch_models() -> list[dict[str, Any]]:
     """The upstream's chat models, normalised from either catalogue shape.
 
@@ -221,12 +414,14 @@ def _is_chat_model(item: Any) -> bool:
     return kind is None or kind in {"chat-completion", "chat", "language-completion"}
 
 
-def _send(prepared: requests.PreparedRequest, started: float) -> requests.Response:
+def _send(
+    prepared: requests.PreparedRequest, started: float, *, stream: bool = False
+) -> requests.Response:
     """The one place a request leaves the app, with explicit timeouts."""
     host = urlsplit(prepared.url or "").netloc
     timeout = (settings.UPSTREAM_CONNECT_TIMEOUT, settings.UPSTREAM_READ_TIMEOUT)
     try:
-        return _session().send(prepared, timeout=timeout)
+        return _session().send(prepared, timeout=timeout, stream=stream)
     except requests.ConnectTimeout:
         raise UpstreamError(
             "timeout",

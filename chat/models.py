@@ -82,6 +82,9 @@ class Message(models.Model):
     reasoning = models.TextField(blank=True)
     # Set on user messages from the form's hidden token: one submit, one generation.
     idempotency_key = models.CharField(max_length=64, blank=True)
+    # Set by the Stop button; the streaming request that owns the reply polls it,
+    # so Stop works whichever app process serves it.
+    stop_requested = models.BooleanField(default=False)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -111,8 +114,16 @@ class Message(models.Model):
 
     @property
     def is_usable_context(self) -> bool:
-        """Failed replies have no text worth sending back to the model."""
-        return self.status != self.Status.FAILED and self.status != self.Status.PENDING
+        """Failed and unfinished replies have no text worth sending back to the model."""
+        return self.status not in {self.Status.FAILED, self.Status.PENDING}
+
+    @property
+    def can_retry(self) -> bool:
+        return self.role == self.Role.ASSISTANT and self.status in {
+            self.Status.FAILED,
+            self.Status.STOPPED,
+            self.Status.INTERRUPTED,
+        }
 
 
 class ApiCall(models.Model):
@@ -137,6 +148,11 @@ class ApiCall(models.Model):
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_headers = models.JSONField(default=dict, blank=True)
     response_body = models.TextField(blank=True)  # as received; invalid UTF-8 is replaced
+    # Streams: every server-sent event with its arrival time, and the chunks folded
+    # into one chat.completion object.
+    stream_events = models.JSONField(default=list, blank=True)
+    assembled_response = models.JSONField(null=True, blank=True)
+    first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     error_kind = models.CharField(max_length=32, blank=True)
     error_message = models.TextField(blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
@@ -164,3 +180,17 @@ class ApiCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} {self.url} ({self.get_status_display()})"
+
+    @property
+    def is_stream(self) -> bool:
+        return self.assembled_response is not None
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        """Completion tokens over the time after the first token arrived."""
+        if not (self.completion_tokens and self.latency_ms and self.first_token_ms is not None):
+            return None
+        generating_ms = self.latency_ms - self.first_token_ms
+        return (
+            round(self.completion_tokens * 1000 / generating_ms, 1) if generating_ms > 0 else None
+        )

@@ -5,8 +5,12 @@ and every call leaves an ApiCall row, whatever happens to the request.
 """
 
 import logging
+import queue
+import threading
 import time
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -19,6 +23,14 @@ from . import client
 from .models import ApiCall, Conversation, Message
 
 logger = logging.getLogger(__name__)
+
+# Streaming: how often the partial reply is saved, Stop is checked, and the
+# browser is pinged while the upstream is quiet.
+PERSIST_INTERVAL = 1.0
+STOP_CHECK_INTERVAL = 0.5
+PING_INTERVAL = 0.5
+
+StreamUpdate = tuple[str, dict[str, Any]]
 
 PARAMETER_FIELDS = ("model", "system_prompt", "temperature", "max_tokens", "top_p", "stop")
 MODELS_CACHE_KEY = "upstream-models"
@@ -79,14 +91,33 @@ def message_path(*, conversation: Conversation, leaf_id: int | None) -> list[Mes
 def message_send(
     *, conversation: Conversation, content: str, idempotency_key: str, parameters: dict
 ) -> Message:
-    """Save the parameters and the user's message, then generate the reply.
+    """Save the message and generate the reply in this request (the form path, no JS).
 
     Returns the assistant message (complete or failed). Submitting the same
     idempotency key again returns the first submit's reply without a new call.
     """
+    reply, created = message_start(
+        conversation=conversation,
+        content=content,
+        idempotency_key=idempotency_key,
+        parameters=parameters,
+    )
+    if created:
+        reply_generate(reply=reply)
+    return reply
+
+
+def message_start(
+    *, conversation: Conversation, content: str, idempotency_key: str, parameters: dict
+) -> tuple[Message, bool]:
+    """Commit the parameters, the user's message and a pending reply, before any call.
+
+    Returns (reply, created); created is False when this idempotency key was
+    already used, and the reply is the one that first submit started.
+    """
     existing = _reply_for_key(conversation, idempotency_key)
     if existing is not None:
-        return existing
+        return existing, False
     if conversation.messages.count() + 2 > settings.MAX_MESSAGES_PER_CONVERSATION:
         raise ValidationError(
             f"This conversation has reached {settings.MAX_MESSAGES_PER_CONVERSATION:,} "
@@ -112,22 +143,61 @@ def message_send(
         existing = _reply_for_key(conversation, idempotency_key)
         if existing is None:
             raise
-        return existing
-    reply_generate(reply=reply)
-    return reply
+        return existing, False
+    return reply, True
 
 
 def reply_retry(*, reply: Message) -> Message:
-    """Ask again for a reply that failed, using the conversation's current parameters."""
+    """Ask again for a reply that failed, stopped or broke off; returns the new attempt."""
+    pending = reply_prepare_retry(reply=reply)
+    reply_generate(reply=pending)
+    return pending
+
+
+def reply_prepare_retry(*, reply: Message) -> Message:
+    """The pending reply a retry will fill.
+
+    A failed reply has no text and is asked again in place. A stopped or
+    interrupted one keeps its partial text: the new reply is its sibling.
+    """
+    if reply.status in {Message.Status.STOPPED, Message.Status.INTERRUPTED}:
+        conversation = reply.conversation
+        with transaction.atomic():
+            retry = _reply_placeholder(conversation, parent=reply.parent)
+            conversation.current_leaf = retry
+            conversation.save(update_fields=["current_leaf", "updated"])
+        return retry
     # Claim the reply atomically, so two clicks on Retry start one generation.
     claimed = Message.objects.filter(
         pk=reply.pk, role=Message.Role.ASSISTANT, status=Message.Status.FAILED
     ).update(status=Message.Status.PENDING, updated=timezone.now())
     if not claimed:
-        raise ValidationError("Only a failed reply can be retried.")
+        raise ValidationError("Only a failed, stopped or interrupted reply can be retried.")
     reply.status = Message.Status.PENDING
-    reply_generate(reply=reply)
     return reply
+
+
+def reply_stop(*, reply: Message) -> None:
+    """Ask the request streaming this reply to stop (it checks about twice a second)."""
+    Message.objects.filter(pk=reply.pk, status=Message.Status.PENDING).update(stop_requested=True)
+
+
+def replies_expire_stale(*, conversation: Conversation) -> None:
+    """Mark replies left pending by a process that died as interrupted.
+
+    A live generation touches its reply at least every PERSIST_INTERVAL while
+    streaming, and finishes within the worst-case retry schedule otherwise.
+    """
+    worst_case = (
+        (settings.UPSTREAM_CONNECT_TIMEOUT + settings.UPSTREAM_READ_TIMEOUT)
+        * (settings.UPSTREAM_MAX_RETRIES + 1)
+        + settings.UPSTREAM_RETRY_MAX_WAIT * settings.UPSTREAM_MAX_RETRIES
+        + 30
+    )
+    cutoff = timezone.now() - timedelta(seconds=worst_case)
+    conversation.messages.filter(status=Message.Status.PENDING, updated__lt=cutoff).update(
+        status=Message.Status.INTERRUPTED, updated=timezone.now()
+    )
 
 
 def reply_generate(*, reply: Message) -> None:
@@ -158,6 +228,171 @@ def reply_generate(*, reply: Message) -> None:
             reasoning=completion.reasoning,
         )
         return
+
+
+def reply_stream(*, reply: Message) -> Iterator[StreamUpdate]:
+    """Generate a pending reply with a streamed call, yielding what the browser needs.
+
+    Yields ("delta", {"content", "reasoning"}) as text arrives and ("ping", {})
+    when nothing has arrived for a while (so a closed browser is noticed even
+    while the upstream stalls). The reply is saved about once a second and once
+    more however the stream ends: complete, stopped, interrupted or failed.
+    Retries (429, 5xx, refused) happen only before the stream opens, that is,
+    before any token reached the browser.
+    """
+    payload = {
+        **build_payload(conversation=reply.conversation, leaf_id=reply.parent_id),
+        "stream": True,
+    }
+    opened = yield from _stream_open(reply, payload)
+    if opened is not None:
+        yield from _stream_relay(reply, *opened)
+
+
+def _stream_open(
+    reply: Message, payload: dict[str, Any]
+) -> Generator[StreamUpdate, None, tuple[ApiCall, client.ChatStream] | None]:
+    """Open the stream, retrying transient failures; None when it could not be opened."""
+    attempt = reply.calls.count()
+    for retry in range(settings.UPSTREAM_MAX_RETRIES + 1):
+        attempt += 1
+        call = _call_record(reply, payload, attempt)
+        try:
+            return call.record, client.open_chat_stream(call.prepared)
+        except client.UpstreamError as error:
+            _call_failed(call.record, error)
+            if error.retryable and retry < settings.UPSTREAM_MAX_RETRIES:
+                yield ("ping", {})  # the browser is still there; keep waiting
+                time.sleep(_retry_wait(error, retry))
+                continue
+            _reply_finish(reply, status=Message.Status.FAILED)
+            return None
+    return None
+
+
+def _stream_relay(
+    reply: Message, call: ApiCall, stream: client.ChatStream
+) -> Iterator[StreamUpdate]:
+    pump = _StreamPump(stream)
+    outcome: tuple[str, client.UpstreamError | None] | None = None
+    next_save = next_stop_check = time.monotonic()
+    try:
+        while outcome is None:
+            item = pump.next(timeout=PING_INTERVAL)
+            if item is None:
+                yield ("ping", {})
+            elif item is _StreamPump.END:
+                outcome = (Message.Status.COMPLETE, None)
+            elif isinstance(item, client.UpstreamError):
+                outcome = (Message.Status.INTERRUPTED, item)
+            else:
+                yield ("delta", {"content": item.content, "reasoning": item.reasoning})
+            now = time.monotonic()
+            if outcome is None and now >= next_stop_check:
+                next_stop_check = now + STOP_CHECK_INTERVAL
+                if _stop_requested(reply):
+                    outcome = (Message.Status.STOPPED, None)
+            if outcome is None and now >= next_save:
+                next_save = now + PERSIST_INTERVAL
+                _stream_save_partial(reply, call, stream)
+    finally:
+        stream.close()  # hangs up on the upstream at once, whatever ended the relay
+        pump.join()
+        if outcome is None:  # the browser went away (GeneratorExit) or the app failed
+            status = (
+                Message.Status.STOPPED if _stop_requested(reply) else Message.Status.INTERRUPTED
+            )
+            outcome = (status, None)
+        _stream_finish(reply, call, stream, *outcome)
+
+
+class _StreamPump:
+    """Reads the upstream stream in a thread, so the relay can ping and poll Stop."""
+
+    END = object()
+
+    def __init__(self, stream: client.ChatStream) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _run(self, stream: client.ChatStream) -> None:
+        try:
+            for event in stream.events():
+                self._queue.put(event)
+        except client.UpstreamError as error:
+            self._queue.put(error)
+        else:
+            self._queue.put(self.END)
+
+    def next(self, *, timeout: float) -> Any:
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def join(self) -> None:
+        self._thread.join(timeout=5)
+
+
+def _stop_requested(reply: Message) -> bool:
+    return Message.objects.filter(pk=reply.pk, stop_requested=True).exists()
+
+
+def _stream_save_partial(reply: Message, call: ApiCall, stream: client.ChatStream) -> None:
+    now = timezone.now()
+    Message.objects.filter(pk=reply.pk).update(
+        content=stream.content, reasoning=stream.reasoning, updated=now
+    )
+    ApiCall.objects.filter(pk=call.pk).update(
+        response_body=stream.body.decode(errors="replace"),
+        stream_events=list(stream.raw_events),
+        updated=now,
+    )
+
+
+STREAM_END_MESSAGES = {
+    Message.Status.STOPPED: ("stopped", "Stopped by the user; the text received so far is kept."),
+    Message.Status.INTERRUPTED: (
+        "client_gone",
+        "The browser went away before the reply finished; the text received so far is kept.",
+    ),
+}
+
+
+def _stream_finish(
+    reply: Message,
+    call: ApiCall,
+    stream: client.ChatStream,
+    status: str,
+    error: client.UpstreamError | None,
+) -> None:
+    usage = stream.usage
+    details = usage.get("completion_tokens_details")
+    call.status = (
+        ApiCall.Status.SUCCEEDED if status == Message.Status.COMPLETE else ApiCall.Status.FAILED
+    )
+    call.http_status = stream.http_status
+    call.response_headers = stream.headers
+    call.response_body = stream.body.decode(errors="replace")
+    call.stream_events = list(stream.raw_events)
+    call.assembled_response = stream.assembled()
+    call.first_token_ms = stream.first_token_ms
+    call.latency_ms = round((time.monotonic() - stream.started) * 1000)
+    call.finish_reason = stream.finish_reason[:64]
+    call.prompt_tokens = _count(usage.get("prompt_tokens"))
+    call.completion_tokens = _count(usage.get("completion_tokens"))
+    call.total_tokens = _count(usage.get("total_tokens"))
+    call.reasoning_tokens = (
+        _count(details.get("reasoning_tokens")) if isinstance(details, dict) else None
+    )
+    call.usd_spent = stream.usd_spent
+    if error is not None:
+        call.error_kind, call.error_message = error.kind, error.message
+    elif status in STREAM_END_MESSAGES:
+        call.error_kind, call.error_message = STREAM_END_MESSAGES[status]
+    call.save()
+    _reply_finish(reply, status=status, content=stream.content, reasoning=stream.reasoning)
 
 
 def build_payload(*, conversation: Conversation, leaf_id: int | None) -> dict[str, Any]:

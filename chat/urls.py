@@ -10,6 +10,7 @@ urlpatterns = [
     path("conversations/new/", views.conversation_create, name="conversation_create"),
     path("c/<uuid:public_id>/", views.conversation_detail, name="conversation_detail"),
     path("c/<uuid:public_id>/send/", views.message_send, name="message_send"),
+    path("c/<uuid:public_id>/stream/", views.message_stream, name="message_stream"),
     path("c/<uuid:public_id>/parameters/", views.parameters_save, name="parameters_save"),
     path("c/<uuid:public_id>/rename/", views.conversation_rename, name="conversation_rename"),
     path("c/<uuid:public_id>/delete/", views.conversation_delete, name="conversation_delete"),
@@ -17,6 +18,11 @@ urlpatterns = [
         "c/<uuid:public_id>/messages/<uuid:message_id>/retry/",
         views.reply_retry,
         name="reply_retry",
+    ),
+    path(
+        "c/<uuid:public_id>/messages/<uuid:message_id>/stop/",
+        views.reply_stop,
+        name="reply_stop",
     ),
     path("calls/<uuid:call_id>/", views.call_detail, name="call_detail"),
     path(

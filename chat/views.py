@@ -1,15 +1,18 @@
 """Thin views: load the object (scoped to its owner), bind a form, call one service."""
 
 import contextlib
+import json
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -84,6 +87,84 @@ def message_send(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 
 @login_required
 @require_POST
+def message_stream(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """The JavaScript path: the same form, answered as server-sent events.
+
+    A 400 means "submit the form normally" (nothing was saved, and the normal
+    path shows the errors); a 409 means this submit already has a reply.
+    """
+    conversation = _owned_conversation(request, public_id)
+    form = ChatForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse(status=400)
+    data = form.cleaned_data
+    try:
+        reply, created = services.message_start(
+            conversation=conversation,
+            content=data["content"],
+            idempotency_key=data["idempotency_key"],
+            parameters=data,
+        )
+    except ValidationError:
+        return HttpResponse(status=400)
+    if not created:
+        return HttpResponse(status=409)
+    response = StreamingHttpResponse(
+        _reply_events(request, conversation, reply), content_type="text/event-stream"
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # tell nginx not to buffer the stream
+    return response
+
+
+@login_required
+@require_POST
+def reply_stop(request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUID) -> HttpResponse:
+    conversation = _owned_conversation(request, public_id)
+    reply = get_object_or_404(conversation.messages, public_id=message_id)
+    services.reply_stop(reply=reply)
+    return HttpResponse(status=204)
+
+
+def _reply_events(
+    request: HttpRequest, conversation: Conversation, reply: Message
+) -> Iterator[bytes]:
+    """The stream the browser reads: start, deltas, then the message as a reload shows it."""
+    yield _sse(
+        "start",
+        {
+            "reply_id": str(reply.public_id),
+            "html": _message_html(request, conversation, reply.parent)
+            + _message_html(request, conversation, reply),
+        },
+    )
+    for kind, data in services.reply_stream(reply=reply):
+        yield b": ping\n\n" if kind == "ping" else _sse(kind, data)
+    reply.refresh_from_db()
+    conversation.refresh_from_db(fields=["title"])
+    yield _sse(
+        "done",
+        {
+            "status": reply.status,
+            "title": conversation.title,
+            "html": _message_html(request, conversation, reply),
+            "next_idempotency_key": uuid.uuid4().hex,
+        },
+    )
+
+
+def _sse(event: str, data: dict) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def _message_html(request: HttpRequest, conversation: Conversation, message: Message) -> str:
+    _attach_calls([message])
+    context = {"conversation": conversation, "message": message}
+    return render_to_string("chat/_message.html", context, request=request)
+
+
+@login_required
+@require_POST
 def parameters_save(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     conversation = _owned_conversation(request, public_id)
     form = ParametersForm(request.POST)
@@ -103,7 +184,7 @@ def reply_retry(request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUI
     reply = get_object_or_404(conversation.messages, public_id=message_id)
     # A second click on Retry finds the reply no longer failed; the page shows its state.
     with contextlib.suppress(ValidationError):
-        services.reply_retry(reply=reply)
+        reply = services.reply_retry(reply=reply)
     return redirect(f"{conversation.get_absolute_url()}#message-{reply.public_id}")
 
 
@@ -165,6 +246,17 @@ def _response_type(call: ApiCall) -> str:
     return content_type.split(";")[0].strip() or "application/json"
 
 
+def _attach_calls(messages: list[Message]) -> None:
+    """Give each reply its calls (one query), for the inspector."""
+    calls_by_message = defaultdict(list)
+    replies = [message for message in messages if message.role == Message.Role.ASSISTANT]
+    for call in ApiCall.objects.filter(message__in=replies):
+        calls_by_message[call.message_id].append(call)
+    for message in messages:
+        message.call_list = calls_by_message.get(message.id, [])
+        message.last_call = message.call_list[-1] if message.call_list else None
+
+
 def _render_conversation(
     request: HttpRequest,
     conversation: Conversation,
@@ -173,15 +265,9 @@ def _render_conversation(
     rename_form: RenameForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
+    services.replies_expire_stale(conversation=conversation)
     path = services.conversation_path(conversation=conversation)
-    calls_by_message = defaultdict(list)
-    for call in ApiCall.objects.filter(
-        message__in=[m for m in path if m.role == Message.Role.ASSISTANT]
-    ):
-        calls_by_message[call.message_id].append(call)
-    for message in path:
-        message.call_list = calls_by_message.get(message.id, [])
-        message.last_call = message.call_list[-1] if message.call_list else None
+    _attach_calls(path)
     context = {
         "conversation": conversation,
         "path": path,

@@ -14,9 +14,11 @@ def markdown(text: str) -> SafeString:
 
 
 @register.filter
-def pretty_json(text: str) -> str:
-    """Indented JSON for reading; the text unchanged when it is not JSON."""
+def pretty_json(value: str | dict | list) -> str:
+    """Indented JSON for reading; text that is not JSON is shown unchanged."""
+    if isinstance(value, dict | list):
+        return json.dumps(value, indent=2, ensure_ascii=False)
     try:
-        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        return json.dumps(json.loads(value), indent=2, ensure_ascii=False)
     except (TypeError, ValueError):
-        return text or ""
+        return value or ""

@@ -19,8 +19,8 @@ async function copyFrom(button) {
   await navigator.clipboard.writeText(text);
 }
 
-function setUpCopyButtons() {
-  for (const button of document.querySelectorAll("button.copy")) {
+function setUpCopyButtons(root) {
+  for (const button of root.querySelectorAll("button.copy[hidden]")) {
     button.hidden = false;
     button.addEventListener("click", () => {
       copyFrom(button).then(() => flash(button, "Copied"), () => flash(button, "Copy failed"));
@@ -28,35 +28,191 @@ function setUpCopyButtons() {
   }
 }
 
+function csrfToken(form) {
+  return form.querySelector("input[name=csrfmiddlewaretoken]").value;
+}
+
+// Splits a text/event-stream into {event, data} objects as bytes arrive.
+async function* serverSentEvents(response) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let event = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).trim());
+      }
+      if (data.length) yield { event, data: JSON.parse(data.join("\n")) };
+    }
+  }
+}
+
+function insertHtml(list, html) {
+  const template = document.createElement("template");
+  template.innerHTML = html;  // rendered and escaped by the server's templates
+  const nodes = [...template.content.children];
+  list.append(...nodes);
+  nodes.forEach((node) => setUpCopyButtons(node));
+  return nodes;
+}
+
+function replaceHtml(node, html) {
+  const template = document.createElement("template");
+  template.innerHTML = html;
+  const replacement = template.content.firstElementChild;
+  node.replaceWith(replacement);
+  setUpCopyButtons(replacement);
+  return replacement;
+}
+
+class ChatStreamer {
+  constructor(form) {
+    this.form = form;
+    this.list = document.getElementById("message-list");
+    this.send = form.querySelector("button.primary");
+    this.stop = form.querySelector("button.stop");
+    this.message = form.querySelector("textarea[name=content]");
+    this.replyNode = null;
+    this.replyId = null;
+    this.stop.addEventListener("click", () => this.requestStop());
+  }
+
+  async submit() {
+    this.setBusy(true);
+    let response;
+    try {
+      response = await fetch(this.form.dataset.streamUrl, {
+        method: "POST",
+        body: new FormData(this.form),
+        headers: { "X-CSRFToken": csrfToken(this.form) },
+        credentials: "same-origin",
+      });
+    } catch (error) {
+      return this.fail("Could not reach the app. Your message is still in the box; try again.");
+    }
+    if (response.status === 400) {
+      // Invalid input: the plain form path saves nothing and shows the errors.
+      HTMLFormElement.prototype.submit.call(this.form);
+      return;
+    }
+    if (!response.ok) {
+      // 409: this submit already has a reply; 404 and the like: show the page's truth.
+      window.location.reload();
+      return;
+    }
+    try {
+      for await (const { event, data } of serverSentEvents(response)) this.handle(event, data);
+    } catch (error) {
+      this.fail("The connection to the app was lost. Reload to see what was saved.");
+    }
+  }
+
+  handle(event, data) {
+    if (event === "start") {
+      document.getElementById("empty-conversation")?.remove();
+      const nodes = insertHtml(this.list, data.html);
+      this.replyNode = nodes[nodes.length - 1];
+      this.replyId = data.reply_id;
+      this.message.value = "";
+      this.stop.hidden = false;
+      this.replyNode.scrollIntoView({ block: "nearest" });
+    } else if (event === "delta") {
+      this.append("[data-stream-content]", data.content);
+      if (data.reasoning) {
+        this.replyNode.querySelector("details.reasoning").hidden = false;
+        this.append("[data-stream-reasoning]", data.reasoning);
+      }
+    } else if (event === "done") {
+      this.replyNode = replaceHtml(this.replyNode, data.html);
+      document.querySelector(".chat-header h1").textContent = data.title;
+      document.title = `${data.title} · Playground`;
+      this.form.querySelector("input[name=idempotency_key]").value = data.next_idempotency_key;
+      this.setBusy(false);
+    }
+  }
+
+  append(selector, text) {
+    if (!text) return;
+    this.replyNode.querySelector(selector).append(text);  // text, never HTML
+  }
+
+  async requestStop() {
+    if (!this.replyId) return;
+    this.stop.disabled = true;
+    const url = this.form.dataset.stopUrlTemplate.replace(
+      "00000000-0000-0000-0000-000000000000", this.replyId);
+    await fetch(url, {
+      method: "POST",
+      headers: { "X-CSRFToken": csrfToken(this.form) },
+      credentials: "same-origin",
+    });
+    // The stream ends with the stopped message, rendered by the server.
+  }
+
+  fail(text) {
+    const target = this.replyNode || this.form.querySelector(".composer");
+    const note = document.createElement("p");
+    note.className = "error";
+    note.setAttribute("role", "alert");
+    note.textContent = text;
+    target.append(note);
+    this.setBusy(false);
+  }
+
+  setBusy(busy) {
+    this.send.disabled = busy;
+    this.send.textContent = busy ? "Sending…" : "Send";
+    this.stop.hidden = !busy || !this.replyId;
+    this.stop.disabled = false;
+    if (!busy) {
+      this.replyId = null;
+      this.stop.hidden = true;
+      delete this.form.dataset.submitting;
+    }
+  }
+}
+
 function setUpChatForm() {
   const form = document.getElementById("chat-form");
   if (!form) return;
-  const message = form.querySelector("textarea[name=content]");
-  // One submit, one generation: the server also checks the idempotency key.
+  const streamer = form.dataset.streamUrl && window.ReadableStream ? new ChatStreamer(form) : null;
   form.addEventListener("submit", (event) => {
+    // One submit, one generation: the server also checks the idempotency key.
     if (form.dataset.submitting) {
       event.preventDefault();
       return;
     }
     form.dataset.submitting = "true";
-    const button = event.submitter;
-    if (button && button.dataset.busyLabel) button.textContent = button.dataset.busyLabel;
+    const sendsMessage = !event.submitter || event.submitter.classList.contains("primary");
+    if (streamer && sendsMessage) {
+      event.preventDefault();
+      streamer.submit();
+    } else if (event.submitter && event.submitter.dataset.busyLabel) {
+      event.submitter.textContent = event.submitter.dataset.busyLabel;
+    }
   });
   // A page restored from the back/forward cache must not stay "Sending…".
   window.addEventListener("pageshow", (event) => {
     if (event.persisted) window.location.reload();
   });
-  if (message) {
-    message.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
-        event.preventDefault();
-        form.requestSubmit(form.querySelector("button.primary"));
-      }
-    });
-  }
+  const message = form.querySelector("textarea[name=content]");
+  message?.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      form.requestSubmit(form.querySelector("button.primary"));
+    }
+  });
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  setUpCopyButtons();
+  setUpCopyButtons(document);
   setUpChatForm();
 });
