@@ -11,6 +11,7 @@ import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -233,7 +234,8 @@ def reply_generate(*, reply: Message) -> None:
 def reply_stream(*, reply: Message) -> Iterator[StreamUpdate]:
     """Generate a pending reply with a streamed call, yielding what the browser needs.
 
-    Yields ("delta", {"content", "reasoning"}) as text arrives and ("ping", {})
+    Yields ("opened", {}) once the request is with the upstream (or given up
+    on), ("delta", {"content", "reasoning"}) as text arrives and ("ping", {})
     when nothing has arrived for a while (so a closed browser is noticed even
     while the upstream stalls). The reply is saved about once a second and once
     more however the stream ends: complete, stopped, interrupted or failed.
@@ -245,6 +247,7 @@ def reply_stream(*, reply: Message) -> Iterator[StreamUpdate]:
         "stream": True,
     }
     opened = yield from _stream_open(reply, payload)
+    yield ("opened", {})
     if opened is not None:
         yield from _stream_relay(reply, *opened)
 
@@ -278,15 +281,22 @@ def _stream_relay(
     next_save = next_stop_check = time.monotonic()
     try:
         while outcome is None:
-            item = pump.next(timeout=PING_INTERVAL)
-            if item is None:
+            events, end = pump.drain(timeout=PING_INTERVAL)
+            if events:
+                # Under load several events wait in the queue: send them as one.
+                yield (
+                    "delta",
+                    {
+                        "content": "".join(event.content for event in events),
+                        "reasoning": "".join(event.reasoning for event in events),
+                    },
+                )
+            elif end is None:
                 yield ("ping", {})
-            elif item is _StreamPump.END:
+            if end is _StreamPump.END:
                 outcome = (Message.Status.COMPLETE, None)
-            elif isinstance(item, client.UpstreamError):
-                outcome = (Message.Status.INTERRUPTED, item)
-            else:
-                yield ("delta", {"content": item.content, "reasoning": item.reasoning})
+            elif isinstance(end, client.UpstreamError):
+                outcome = (Message.Status.INTERRUPTED, end)
             now = time.monotonic()
             if outcome is None and now >= next_stop_check:
                 next_stop_check = now + STOP_CHECK_INTERVAL
@@ -294,7 +304,7 @@ def _stream_relay(
                     outcome = (Message.Status.STOPPED, None)
             if outcome is None and now >= next_save:
                 next_save = now + PERSIST_INTERVAL
-                _stream_save_partial(reply, call, stream)
+                _stream_save_partial(reply, stream)
     finally:
         stream.close()  # hangs up on the upstream at once, whatever ended the relay
         pump.join()
@@ -325,11 +335,22 @@ class _StreamPump:
         else:
             self._queue.put(self.END)
 
-    def next(self, *, timeout: float) -> Any:
+    def drain(self, *, timeout: float) -> tuple[list[client.StreamEvent], Any]:
+        """Wait up to `timeout` for events, then take all that are ready.
+
+        Returns (events, end): end is END, an UpstreamError, or None while the
+        stream goes on.
+        """
+        events: list[client.StreamEvent] = []
         try:
-            return self._queue.get(timeout=timeout)
+            item = self._queue.get(timeout=timeout)
+            while True:
+                if not isinstance(item, client.StreamEvent):
+                    return events, item
+                events.append(item)
+                item = self._queue.get_nowait()
         except queue.Empty:
-            return None
+            return events, None
 
     def join(self) -> None:
         self._thread.join(timeout=5)
@@ -339,15 +360,11 @@ def _stop_requested(reply: Message) -> bool:
     return Message.objects.filter(pk=reply.pk, stop_requested=True).exists()
 
 
-def _stream_save_partial(reply: Message, call: ApiCall, stream: client.ChatStream) -> None:
-    now = timezone.now()
+def _stream_save_partial(reply: Message, stream: client.ChatStream) -> None:
+    # The text only: the call's raw events are written once, when the stream ends
+    # (rewriting a growing JSON list every second would cost O(n²) at scale).
     Message.objects.filter(pk=reply.pk).update(
-        content=stream.content, reasoning=stream.reasoning, updated=now
-    )
-    ApiCall.objects.filter(pk=call.pk).update(
-        response_body=stream.body.decode(errors="replace"),
-        stream_events=list(stream.raw_events),
-        updated=now,
+        content=stream.content, reasoning=stream.reasoning, updated=timezone.now()
     )
 
 
@@ -367,8 +384,6 @@ def _stream_finish(
     status: str,
     error: client.UpstreamError | None,
 ) -> None:
-    usage = stream.usage
-    details = usage.get("completion_tokens_details")
     call.status = (
         ApiCall.Status.SUCCEEDED if status == Message.Status.COMPLETE else ApiCall.Status.FAILED
     )
@@ -380,13 +395,7 @@ def _stream_finish(
     call.first_token_ms = stream.first_token_ms
     call.latency_ms = round((time.monotonic() - stream.started) * 1000)
     call.finish_reason = stream.finish_reason[:64]
-    call.prompt_tokens = _count(usage.get("prompt_tokens"))
-    call.completion_tokens = _count(usage.get("completion_tokens"))
-    call.total_tokens = _count(usage.get("total_tokens"))
-    call.reasoning_tokens = (
-        _count(details.get("reasoning_tokens")) if isinstance(details, dict) else None
-    )
-    call.usd_spent = stream.usd_spent
+    _apply_usage(call, stream.usage, stream.usd_spent)
     if error is not None:
         call.error_kind, call.error_message = error.kind, error.message
     elif status in STREAM_END_MESSAGES:
@@ -435,22 +444,25 @@ def _call_record(reply: Message, payload: dict[str, Any], attempt: int) -> _Call
 
 
 def _call_succeeded(call: ApiCall, completion: client.Completion) -> None:
-    usage = completion.usage
-    details = usage.get("completion_tokens_details")
     call.status = ApiCall.Status.SUCCEEDED
     call.http_status = completion.http_status
     call.response_headers = completion.headers
     call.response_body = completion.body.decode(errors="replace")
     call.latency_ms = completion.latency_ms
     call.finish_reason = completion.finish_reason[:64]
+    _apply_usage(call, completion.usage, completion.usd_spent)
+    call.save()
+
+
+def _apply_usage(call: ApiCall, usage: dict[str, Any], usd_spent: Decimal | None) -> None:
+    details = usage.get("completion_tokens_details")
     call.prompt_tokens = _count(usage.get("prompt_tokens"))
     call.completion_tokens = _count(usage.get("completion_tokens"))
     call.total_tokens = _count(usage.get("total_tokens"))
     call.reasoning_tokens = (
         _count(details.get("reasoning_tokens")) if isinstance(details, dict) else None
     )
-    call.usd_spent = completion.usd_spent
-    call.save()
+    call.usd_spent = usd_spent
 
 
 def _call_failed(call: ApiCall, error: client.UpstreamError) -> None:

@@ -130,16 +130,16 @@ def _reply_events(
     request: HttpRequest, conversation: Conversation, reply: Message
 ) -> Iterator[bytes]:
     """The stream the browser reads: start, deltas, then the message as a reload shows it."""
-    yield _sse(
-        "start",
-        {
-            "reply_id": str(reply.public_id),
-            "html": _message_html(request, conversation, reply.parent)
-            + _message_html(request, conversation, reply),
-        },
-    )
+    started = False
     for kind, data in services.reply_stream(reply=reply):
-        yield b": ping\n\n" if kind == "ping" else _sse(kind, data)
+        if not started:
+            # Rendered once the request is with the upstream, while the model thinks.
+            yield _start_event(request, conversation, reply)
+            started = True
+        if kind == "ping":
+            yield b": ping\n\n"
+        elif kind == "delta":
+            yield _sse("delta", data)
     reply.refresh_from_db()
     conversation.refresh_from_db(fields=["title"])
     yield _sse(
@@ -151,6 +151,19 @@ def _reply_events(
             "next_idempotency_key": uuid.uuid4().hex,
         },
     )
+
+
+def _start_event(request: HttpRequest, conversation: Conversation, reply: Message) -> bytes:
+    messages = [reply.parent, reply]
+    for message in messages:
+        message.call_list, message.last_call = [], None  # nothing to inspect yet
+    html = "".join(
+        render_to_string(
+            "chat/_message.html", {"conversation": conversation, "message": message}, request
+        )
+        for message in messages
+    )
+    return _sse("start", {"reply_id": str(reply.public_id), "html": html})
 
 
 def _sse(event: str, data: dict) -> bytes:

@@ -9,7 +9,9 @@ import os
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "32"))
+# A streaming reply holds a thread for its whole length: 2 x 160 threads serve
+# 256 concurrent streams with room to spare (bench/streaming_ttft.py).
+threads = int(os.environ.get("GUNICORN_THREADS", "160"))
 # gthread workers heartbeat from their main thread, so this bounds a stuck
 # worker, not a long upstream call.
 timeout = 180
@@ -17,3 +19,4 @@ graceful_timeout = 30
 keepalive = 5
 accesslog = "-"
 errorlog = "-"
+

@@ -1,0 +1,383 @@
+"""Time to first token through the app versus straight to the upstream, in the same run.
+
+    .venv/bin/python bench/streaming_ttft.py [--concurrency 1 64 256] [--write docs/performance.md]
+
+Starts the demo upstream (realistic pacing: a first-token delay and a per-chunk
+delay) and the app under the production server, then for each concurrency opens
+that many streams, directly against the upstream and through the app, and
+reports p50/p95 time to first token and errors, two ways:
+
+* burst: all streams start at the same instant (everyone presses Send at once);
+* steady: that many clients each stream back to back for a few rounds, so that
+  many streams are always in flight and starts spread out as they do in use;
+  the first round (the burst) is left out of these numbers.
+ Through the app, a "first
+token" is the first `delta` event the browser would see; every reply is then
+checked in the database (complete, with all its text). Servers compared:
+gunicorn gthread (the documented command) and uvicorn (ASGI) on the same code.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+FIRST_TOKEN_DELAY = 0.3  # seconds; a fast hosted model
+CHUNK_DELAY = 0.02  # seconds between chunks (~50 tokens/s)
+PROMPT = "Explain time to first token in one paragraph."
+ROUNDS = 4  # streams per client: one burst, then three back to back (20 for one client)
+
+
+@dataclass
+class Result:
+    ttft_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    sent: int = 0
+
+    def row(self, label: str, concurrency: int) -> dict:
+        values = sorted(self.ttft_ms)
+        return {
+            "target": label,
+            "streams": concurrency,
+            "p50": statistics.median(values) if values else float("nan"),
+            "p95": values[max(0, round(0.95 * len(values)) - 1)] if values else float("nan"),
+            "errors": len(self.errors),
+        }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def app_environment(workdir: Path, demo_port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UPSTREAM_", "DJANGO_"))}
+    env.update(
+        DEBUG="false",
+        SECRET_KEY="bench-" + "k3y" * 20 + "-not-for-production",
+        ALLOWED_HOSTS="127.0.0.1",
+        SECURE_SSL_REDIRECT="false",
+        DATABASE_URL=env.get("BENCH_DATABASE_URL", f"sqlite:///{workdir / 'bench.sqlite3'}"),
+        UPSTREAM_BASE_URL=f"http://127.0.0.1:{demo_port}/v1",
+        UPSTREAM_API_KEY="bench-key",
+        DJANGO_SETTINGS_MODULE="playground.settings",
+    )
+    return env
+
+
+def prepare_users(env: dict[str, str], count: int) -> list[dict[str, str]]:
+    """Migrate and create one user, session and conversation per concurrent stream."""
+    subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    script = f"""
+import json, secrets
+from django.contrib.auth import get_user_model, SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
+from chat.models import Conversation
+users = []
+for n in range({count}):
+    user, _ = get_user_model().objects.get_or_create(username=f"bench{{n}}")
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    conversation = Conversation.objects.create(owner=user, model="demo/echo")
+    users.append({{"session": session.session_key, "conversation": str(conversation.public_id)}})
+print(json.dumps(users))
+"""
+    output = subprocess.run(
+        [PYTHON, "manage.py", "shell", "-c", script],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def stream_direct(port: int, result: Result) -> None:
+    body = json.dumps(
+        {"model": "demo/echo", "messages": [{"role": "user", "content": PROMPT}], "stream": True}
+    )
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    result.sent += 1
+    started = time.perf_counter()
+    try:
+        connection.request(
+            "POST", "/v1/chat/completions", body, {"Content-Type": "application/json"}
+        )
+        response = connection.getresponse()
+        first = None
+        for line in response:
+            if (
+                first is None
+                and line.startswith(b"data:")
+                and b'"content": "' in line
+                and b'"content": ""' not in line
+            ):
+                first = time.perf_counter()
+        if first is None:
+            raise RuntimeError("no content")
+        result.ttft_ms.append((first - started) * 1000)
+    except Exception as error:  # a benchmark counts every failure, whatever it is
+        result.errors.append(repr(error))
+    finally:
+        connection.close()
+
+
+def stream_through_app(port: int, user: dict, result: Result) -> None:
+    token = "b" * 32
+    form = urllib.parse.urlencode(
+        {
+            "content": PROMPT,
+            "idempotency_key": os.urandom(8).hex(),
+            "model": "demo/echo",
+            "system_prompt": "",
+            "temperature": "",
+            "max_tokens": "",
+            "top_p": "",
+            "stop": "",
+            "extra_params": "",
+        }
+    )
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Cookie": f"sessionid={user['session']}; csrftoken={token}",
+        "X-CSRFToken": token,
+    }
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    result.sent += 1
+    started = time.perf_counter()
+    try:
+        connection.request("POST", f"/c/{user['conversation']}/stream/", form, headers)
+        response = connection.getresponse()
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}")
+        first = None
+        events = []
+        for line in response:
+            if line.startswith(b"event: "):
+                events.append(line[7:].strip())
+                if first is None and events[-1] == b"delta":
+                    first = time.perf_counter()
+        if first is None or events[-1] != b"done":
+            raise RuntimeError(f"stream ended after {events[-1:]}")
+        result.ttft_ms.append((first - started) * 1000)
+    except Exception as error:  # a benchmark counts every failure, whatever it is
+        result.errors.append(repr(error))
+    finally:
+        connection.close()
+
+
+def run_load(stream, concurrency: int, rounds: int) -> tuple[Result, Result]:
+    rounds = 20 if concurrency == 1 else rounds
+    """`concurrency` clients start together, then each streams `rounds` times back to back.
+
+    Returns (burst, steady): the first round of every client, and the rest.
+    """
+    burst, steady = Result(), Result()
+    barrier = threading.Barrier(concurrency)
+
+    def client(n: int) -> None:
+        barrier.wait()
+        stream(n, burst)
+        for _ in range(rounds - 1):
+            stream(n, steady)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return burst, steady
+
+
+def measure_app(server, port, users, concurrency, env, checks) -> list[dict]:
+    before = stored_replies(env)
+    burst, steady = run_load(
+        lambda n, result: stream_through_app(port, users[n], result), concurrency, ROUNDS
+    )
+    after = stored_replies(env)
+    rows = [
+        burst.row(f"{server}, burst", concurrency),
+        steady.row(f"{server}, steady", concurrency),
+    ]
+    sent = burst.sent + steady.sent
+    stored = after["complete"] - before["complete"]
+    checks.append(f"{server}, {concurrency} clients: {sent} replies sent, {stored} stored complete")
+    print(format_row(rows[0]), "\n" + format_row(rows[1]), f"| stored {stored}/{sent}", flush=True)
+    for error in (burst.errors + steady.errors)[:1]:
+        print("   first error:", error, flush=True)
+    return rows
+
+
+def stored_replies(env: dict[str, str]) -> dict[str, int]:
+    script = """
+import json
+from chat.models import Message
+replies = Message.objects.filter(role="assistant")
+print(json.dumps({"replies": replies.count(),
+                  "complete": replies.filter(status="complete").exclude(content="").count()}))
+"""
+    output = subprocess.run(
+        [PYTHON, "manage.py", "shell", "-c", script],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+SERVERS = {
+    "gunicorn gthread": lambda port: [
+        str(Path(PYTHON).parent / "gunicorn"),
+        "-c",
+        "playground/gunicorn.conf.py",
+        "playground.wsgi",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--access-logfile",
+        "/dev/null",
+    ],
+    "uvicorn (ASGI)": lambda port: [
+        str(Path(PYTHON).parent / "uvicorn"),
+        "playground.asgi:application",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--workers",
+        "2",
+    ],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64, 256])
+    parser.add_argument("--servers", nargs="+", default=list(SERVERS), choices=list(SERVERS))
+    parser.add_argument("--write", type=Path, help="replace the table in this Markdown file")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="playground-bench-"))
+    demo_port = free_port()
+    demo = subprocess.Popen(
+        [
+            PYTHON,
+            "manage.py",
+            "demo_upstream",
+            "--port",
+            str(demo_port),
+            "--first-token-delay",
+            str(FIRST_TOKEN_DELAY),
+            "--chunk-delay",
+            str(CHUNK_DELAY),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "playground.settings"},
+        stdout=subprocess.DEVNULL,
+    )
+    env = app_environment(workdir, demo_port)
+    users = prepare_users(env, max(args.concurrency))
+    rows, checks = [], []
+    try:
+        wait_for_port(demo_port)
+        for concurrency in args.concurrency:
+            burst, steady = run_load(lambda n, r: stream_direct(demo_port, r), concurrency, ROUNDS)
+            rows += [
+                burst.row("direct, burst", concurrency),
+                steady.row("direct, steady", concurrency),
+            ]
+            print(format_row(rows[-2]), "\n" + format_row(rows[-1]), flush=True)
+        for server in args.servers:
+            port = free_port()
+            process = subprocess.Popen(
+                SERVERS[server](port), cwd=ROOT, env=env, stderr=subprocess.DEVNULL
+            )
+            try:
+                wait_for_port(port)
+                for concurrency in args.concurrency:
+                    rows += measure_app(server, port, users, concurrency, env, checks)
+            finally:
+                process.terminate()
+                process.wait(timeout=30)
+    finally:
+        demo.terminate()
+        demo.wait(timeout=10)
+    table = markdown_table(rows)
+    print()
+    print(table)
+    print("\n".join(checks))
+    if args.write:
+        replace_section(args.write, table + "\n\n" + "\n".join(f"- {check}" for check in checks))
+
+
+def format_row(row: dict) -> str:
+    return (
+        f"{row['target']:<30} {row['streams']:>4} streams  p50 {row['p50']:8.1f} ms  "
+        f"p95 {row['p95']:8.1f} ms  errors {row['errors']}"
+    )
+
+
+def markdown_table(rows: list[dict]) -> str:
+    direct = {
+        (row["streams"], row["target"].split(", ")[1]): row
+        for row in rows
+        if row["target"].startswith("direct")
+    }
+    lines = [
+        "| target, start | streams | TTFT p50 (ms) | TTFT p95 (ms) | p50 added (ms) "
+        "| p95 ratio | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        base = direct[(row["streams"], row["target"].split(", ")[1])]
+        added = row["p50"] - base["p50"]
+        ratio = row["p95"] / base["p95"] if base["p95"] else float("nan")
+        lines.append(
+            f"| {row['target']} | {row['streams']} | {row['p50']:.1f} | {row['p95']:.1f} | "
+            f"{added:+.1f} | {ratio:.2f}× | {row['errors']} |"
+        )
+    return "\n".join(lines)
+
+
+def replace_section(path: Path, content: str) -> None:
+    begin, end = "<!-- streaming-ttft:begin -->", "<!-- streaming-ttft:end -->"
+    text = path.read_text() if path.exists() else ""
+    block = f"{begin}\n{content}\n{end}"
+    if begin in text:
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    else:
+        text += "\n" + block + "\n"
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
