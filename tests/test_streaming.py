@@ -41,7 +41,7 @@ def read_all(response):
 def test_it_streams_deltas_then_the_message_as_a_reload_shows_it(
     alice_client, conversation, upstream
 ):
-    response = start_stream(alice_client, conversation)
+    response = start_stream(alice_client, conversation, extra_params='{"demo_fault": "pace=0.01"}')
     assert response["Content-Type"] == "text/event-stream"
     assert response["X-Accel-Buffering"] == "no"
 
