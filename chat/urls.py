@@ -15,6 +15,11 @@ urlpatterns = [
     path("c/<uuid:public_id>/rename/", views.conversation_rename, name="conversation_rename"),
     path("c/<uuid:public_id>/delete/", views.conversation_delete, name="conversation_delete"),
     path(
+        "c/<uuid:public_id>/messages/<uuid:message_id>/",
+        views.message_fragment,
+        name="message_fragment",
+    ),
+    path(
         "c/<uuid:public_id>/messages/<uuid:message_id>/retry/",
         views.reply_retry,
         name="reply_retry",

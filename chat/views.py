@@ -118,6 +118,19 @@ def message_stream(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 
 
 @login_required
+@require_GET
+@never_cache
+def message_fragment(
+    request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUID
+) -> HttpResponse:
+    """One message as the conversation page shows it (polled while a reply is pending)."""
+    conversation = _owned_conversation(request, public_id)
+    services.replies_expire_stale(conversation=conversation)
+    message = get_object_or_404(conversation.messages, public_id=message_id)
+    return HttpResponse(_message_html(request, conversation, message))
+
+
+@login_required
 @require_POST
 def reply_stop(request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUID) -> HttpResponse:
     conversation = _owned_conversation(request, public_id)

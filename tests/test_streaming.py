@@ -261,3 +261,17 @@ def test_retrying_an_interrupted_reply_keeps_it_as_a_sibling(alice_client, conve
     assert retry.status == Message.Status.COMPLETE
     conversation.refresh_from_db()
     assert conversation.current_leaf == retry
+
+
+def test_a_pending_reply_can_be_followed_by_its_owner_only(alice_client, bob_client, conversation):
+    user = Message.objects.create(conversation=conversation, role="user", content="hi")
+    reply = Message.objects.create(
+        conversation=conversation, role="assistant", parent=user, status="pending", content="so far"
+    )
+    url = reverse("message_fragment", args=[conversation.public_id, reply.public_id])
+
+    fragment = alice_client.get(url).content.decode()
+
+    assert 'class="message assistant status-pending"' in fragment
+    assert "so far" in fragment and f'data-message-url="{url}"' in fragment
+    assert bob_client.get(url).status_code == 404

@@ -7,6 +7,9 @@ Every test here is marked ``browser``. Each one also fails when the page logs a 
 
 import contextlib
 import os
+import re
+import time
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -34,7 +37,11 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 # Schemes that never leave the browser.
 LOCAL_SCHEMES = {"data", "blob", "about"}
 TIMEOUT_MS = 5_000
+# How long a stream the browser left may take to end on the server (it notices on a write).
+STREAM_END_SECONDS = 5.0
 FAILED_LOAD = "Failed to load resource:"
+# The streaming endpoint answers an invalid form with 400, meaning "submit it normally".
+STREAM_PATH = re.compile(r"^/c/[0-9a-f-]+/stream/$")
 
 expect.set_options(timeout=TIMEOUT_MS)
 
@@ -65,16 +72,18 @@ def browser_context_args(live_server) -> dict:
 class BrowserProblems:
     """Console errors, uncaught page errors and off-machine requests seen by the contexts.
 
-    Two console errors are expected and let through: Chromium's "Failed to load resource"
-    for a page the app deliberately answered with 400 (a form with errors, rendered again)
-    and for /favicon.ico, which the app does not serve. Any other failed load (a stylesheet,
-    a script, a 500 page) still fails the test.
+    Three console errors are expected and let through: Chromium's "Failed to load resource"
+    for a page the app deliberately answered with 400 (a form with errors, rendered again),
+    for the script's POST to the streaming endpoint answered with 400 (an invalid form: the
+    script then submits the form normally, which shows the errors) and for /favicon.ico,
+    which the app does not serve. Any other failed load (a stylesheet, a script, a 500 page,
+    a stream answered with 409 or 500) still fails the test.
     """
 
     def __init__(self) -> None:
         self.problems: list[str] = []
         self.failed_loads: list[tuple[str, str]] = []  # (resource URL, console text)
-        self.form_error_pages: set[str] = set()
+        self.deliberate_400s: set[str] = set()  # URLs the app answered 400 on purpose
         self.contexts: list[BrowserContext] = []
 
     def watch(self, context: BrowserContext) -> BrowserContext:
@@ -102,8 +111,16 @@ class BrowserProblems:
             self.problems.append(f"request off this machine: {request.method} {request.url}")
 
     def _on_response(self, response: Response) -> None:
-        if response.request.resource_type == "document" and response.status == 400:
-            self.form_error_pages.add(response.url)
+        if response.status != 400:
+            return
+        request = response.request
+        refused_stream = (
+            request.resource_type == "fetch"
+            and request.method == "POST"
+            and STREAM_PATH.match(urlsplit(response.url).path) is not None
+        )
+        if request.resource_type == "document" or refused_stream:
+            self.deliberate_400s.add(response.url)
 
     def flush(self) -> None:
         """One round trip per open page, so events already sent by the browser are handled."""
@@ -116,7 +133,8 @@ class BrowserProblems:
         self.flush()
         problems = list(self.problems)
         for url, text in self.failed_loads:
-            if url not in self.form_error_pages and urlsplit(url).path != "/favicon.ico":
+            deliberate = url in self.deliberate_400s and "status of 400 " in text
+            if not deliberate and urlsplit(url).path != "/favicon.ico":
                 problems.append(f"console error: {text} ({url})")
         if problems:
             pytest.fail("The browser reported:\n" + "\n".join(problems), pytrace=False)
@@ -142,8 +160,24 @@ def pytest_runtest_call(item):
 
 
 @pytest.fixture
-def context(new_context, browser_problems) -> BrowserContext:
-    return browser_problems.watch(new_context())
+def context(new_context, browser_problems) -> Iterator[BrowserContext]:
+    context = browser_problems.watch(new_context())
+    yield context
+    # A test that ends (or fails) while a reply streams leaves the server relaying it until
+    # it notices the browser is gone. Close the browser and let that stream end here, so it
+    # does not write to the database after the test's data was flushed.
+    context.close()
+    wait_for_streams_to_end()
+
+
+def wait_for_streams_to_end(timeout: float = STREAM_END_SECONDS) -> None:
+    from chat.models import Message
+
+    deadline = time.monotonic() + timeout
+    while Message.objects.filter(status=Message.Status.PENDING).exists():
+        if time.monotonic() > deadline:
+            break  # a reply left pending for good; the test itself shows why
+        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -1,74 +1,33 @@
-"""Chatting in a real browser: what the user sees, with and without JavaScript."""
+"""Chatting in a real browser: what the user sees, with and without JavaScript.
+
+With JavaScript, Send streams the reply into the page (the URL does not change); without
+it, the form posts and the app redirects to the new message. Streaming itself (growing
+text, Stop, broken streams) is in test_streaming_in_browser.py.
+"""
 
 import json
 import re
 
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import expect
 
 from chat.models import ApiCall, Message
 from tests.helpers import sent_bodies
 
-DEMO_MODEL = "demo/echo"
-
-
-# --- What the user does --------------------------------------------------------------
-
-
-def new_conversation(page: Page) -> None:
-    page.goto("/conversations/")
-    page.get_by_role("main").get_by_role("button", name="New conversation").click()
-    expect(page.get_by_role("heading", name="New conversation", level=1)).to_be_visible()
-
-
-def message_box(page: Page) -> Locator:
-    return page.get_by_label("Message", exact=True)
-
-
-def send_button(page: Page) -> Locator:
-    return page.get_by_role("button", name="Send", exact=True)
-
-
-def write_and_send(page: Page, text: str) -> None:
-    message_box(page).fill(text)
-    send_button(page).click()
-
-
-def set_model(page: Page, model: str) -> None:
-    page.get_by_label("Model", exact=True).fill(model)
-
-
-def messages(page: Page) -> Locator:
-    return page.get_by_role("region", name="Messages").get_by_role("listitem")
-
-
-def user_message(page: Page) -> Locator:
-    return messages(page).filter(has=page.locator(".role", has_text="User"))
-
-
-def reply(page: Page) -> Locator:
-    return messages(page).filter(has=page.locator(".role", has_text="Assistant"))
-
-
-def open_inspector(page: Page) -> Locator:
-    inspector = reply(page).locator("details.inspector")
-    inspector.locator(":scope > summary", has_text="Inspect").click()
-    expect(inspector).to_have_attribute("open", "")
-    return inspector
-
-
-def wire_section(inspector: Locator, heading: str) -> Locator:
-    return inspector.locator("section").filter(
-        has=inspector.page.get_by_role("heading", name=heading, exact=True)
-    )
-
-
-def expect_demo_reply(page: Page, text: str) -> None:
-    answer = reply(page)
-    expect(answer.locator("strong", has_text="Demo reply")).to_be_visible()
-    expect(answer.locator("blockquote")).to_contain_text(text)
-
-
-# --- The tests -------------------------------------------------------------------------
+from .ui import (
+    DEMO_MODEL,
+    expect_demo_reply,
+    message_box,
+    messages,
+    new_conversation,
+    open_inspector,
+    record_posts,
+    reply,
+    send_button,
+    set_model,
+    user_message,
+    wire_section,
+    write_and_send,
+)
 
 
 def test_it_signs_up_chats_inspects_the_call_and_copies_the_python_code(
@@ -86,7 +45,6 @@ def test_it_signs_up_chats_inspects_the_call_and_copies_the_python_code(
     model = page.get_by_label("Model", exact=True).input_value()
     write_and_send(page, "Hello from the browser")
 
-    expect(page).to_have_url(re.compile(r"/c/[0-9a-f-]+/#message-[0-9a-f-]+$"))
     expect(user_message(page)).to_contain_text("Hello from the browser")
     expect_demo_reply(page, "Hello from the browser")
     expect(page.get_by_role("heading", name="Hello from the browser", level=1)).to_be_visible()
@@ -96,10 +54,17 @@ def test_it_signs_up_chats_inspects_the_call_and_copies_the_python_code(
     expect(request_body).to_be_visible()
     expect(request_body).to_contain_text('"content": "Hello from the browser"')
     expect(request_body).to_contain_text(f'"model": "{model}"')
+    expect(request_body).to_contain_text('"stream": true')
     response = wire_section(inspector, "Response")
-    expect(response.locator("pre.json")).to_contain_text('"object": "chat.completion"')
     expect(response.get_by_text("HTTP 200", exact=True)).to_be_visible()
-    expect(inspector.get_by_text(re.compile(r"^\d+ ms$"))).to_be_visible()
+    assembled = response.locator("details", has_text="Assembled response").locator("pre.json")
+    expect(assembled).to_contain_text('"object": "chat.completion"')
+    expect(assembled).to_contain_text("Demo reply")
+    expect(
+        response.get_by_text(re.compile(r"^\d+ server-sent events, as received$"))
+    ).to_be_visible()
+    latency = inspector.locator("dl.metrics > div").filter(has_text="Latency").locator("dd")
+    expect(latency).to_have_text(re.compile(r"^\d+ ms$"))
 
     inspector.get_by_role("link", name="Open this call: raw bytes and Get code").click()
     expect(page.get_by_role("heading", name="Get code")).to_be_visible()
@@ -130,7 +95,8 @@ def test_it_chats_with_javascript_disabled(logged_in_no_js_page, demo_upstream):
 
     write_and_send(page, "No scripts here")
 
-    expect(page).to_have_url(re.compile(r"#message-[0-9a-f-]+$"))
+    # No script to stream: the form posts to /send/ and the app redirects to the reply.
+    expect(page).to_have_url(re.compile(r"/c/[0-9a-f-]+/#message-[0-9a-f-]+$"))
     expect(user_message(page)).to_contain_text("No scripts here")
     expect_demo_reply(page, "No scripts here")
     inspector = reply(page).locator("details.inspector")
@@ -144,6 +110,8 @@ def test_it_chats_with_javascript_disabled(logged_in_no_js_page, demo_upstream):
     expect(inspector.get_by_role("button", name="Copy request body")).to_be_hidden()
     expect(inspector.get_by_role("link", name="Download request body")).to_be_visible()
     assert len(demo_upstream.chat_requests()) == 1
+    (body,) = sent_bodies(demo_upstream)
+    assert "stream" not in body  # the plain form path asks for the whole reply at once
 
 
 def test_it_sends_the_parameters_and_shows_the_reasoning_collapsed(logged_in_page, demo_upstream):
@@ -165,7 +133,11 @@ def test_it_sends_the_parameters_and_shows_the_reasoning_collapsed(logged_in_pag
     parameters = answer.locator("li")
     expect(parameters.filter(has_text="enable_thinking")).to_have_text("enable_thinking: true")
     expect(parameters.filter(has_text="temperature")).to_have_text("temperature: 0.7")
-    # The panel keeps what was sent.
+    # The panel keeps what was sent: as typed while the page stays, as saved after a reload.
+    expect(page.get_by_label("Temperature")).to_have_value("0.7")
+    expect(page.get_by_label("Extra parameters (JSON)")).to_have_value('{"enable_thinking": true}')
+    page.reload()
+    expect_demo_reply(page, "Think first")
     expect(page.get_by_label("Temperature")).to_have_value("0.7")
     expect(page.get_by_label("Extra parameters (JSON)")).to_have_value(
         json.dumps({"enable_thinking": True}, indent=2)
@@ -175,6 +147,7 @@ def test_it_sends_the_parameters_and_shows_the_reasoning_collapsed(logged_in_pag
     assert body["model"] == DEMO_MODEL
     assert body["temperature"] == 0.7
     assert body["enable_thinking"] is True
+    assert body["stream"] is True
     assert body["messages"] == [{"role": "user", "content": "Think first"}]
 
 
@@ -216,16 +189,16 @@ def test_it_refuses_a_temperature_of_5_and_keeps_the_message(logged_in_page, dem
     new_conversation(page)
     temperature = page.get_by_label("Temperature")
     temperature.fill("5")
-    sends = []
-    page.on("request", lambda r: sends.append(r) if r.url.endswith("/send/") else None)
+    posts = record_posts(page, "/stream/", "/send/")
 
     # The browser checks the range itself (the input has max="2") and does not submit.
     write_and_send(page, "A message worth keeping")
     assert temperature.evaluate("input => input.validity.rangeOverflow")
     expect(message_box(page)).to_have_value("A message worth keeping")
-    assert sends == []
+    assert posts == {"/stream/": [], "/send/": []}
 
-    # A browser that does not check (or a crafted post) gets the server's field error.
+    # A browser that does not check (or a crafted post) gets the server's field error: the
+    # stream endpoint refuses it (400), and the script falls back to the plain form post.
     page.locator("#chat-form").evaluate("form => { form.noValidate = true; }")
     send_button(page).click()
 
@@ -234,7 +207,7 @@ def test_it_refuses_a_temperature_of_5_and_keeps_the_message(logged_in_page, dem
     expect(page.get_by_label("Temperature")).to_have_value("5")
     expect(message_box(page)).to_have_value("A message worth keeping")
     expect(page.get_by_role("region", name="Messages").get_by_role("listitem")).to_have_count(0)
-    assert len(sends) == 1
+    assert [len(posts["/stream/"]), len(posts["/send/"])] == [1, 1]
     assert demo_upstream.chat_requests() == []
     assert not Message.objects.exists()
 
@@ -244,14 +217,16 @@ def test_it_creates_one_generation_when_send_is_double_clicked(logged_in_page, d
     new_conversation(page)
     set_model(page, DEMO_MODEL)
     message_box(page).fill("Only once, please")
-    sends = []
-    page.on("request", lambda r: sends.append(r) if r.url.endswith("/send/") else None)
+    posts = record_posts(page, "/stream/", "/send/")
 
     send_button(page).dblclick()
 
     expect_demo_reply(page, "Only once, please")
     expect(messages(page)).to_have_count(2)
-    assert len(sends) == 1
+    page.reload()  # what the server saved, not only what the script drew
+    expect_demo_reply(page, "Only once, please")
+    expect(messages(page)).to_have_count(2)
+    assert [len(posts["/stream/"]), len(posts["/send/"])] == [1, 0]
     assert len(demo_upstream.chat_requests()) == 1
     assert Message.objects.filter(role=Message.Role.USER).count() == 1
     assert Message.objects.filter(role=Message.Role.ASSISTANT).count() == 1
