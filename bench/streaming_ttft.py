@@ -109,6 +109,11 @@ for n in range({count}):
     users.append({{"session": session.session_key, "conversation": str(conversation.public_id)}})
 print(json.dumps(users))
 """
+    return django_shell(env, script)
+
+
+def django_shell(env: dict[str, str], script: str):
+    """Run `script` in `manage.py shell` with the app's environment; its last line is JSON."""
     output = subprocess.run(
         [PYTHON, "manage.py", "shell", "-c", script],
         cwd=ROOT,
@@ -244,15 +249,7 @@ replies = Message.objects.filter(role="assistant")
 print(json.dumps({"replies": replies.count(),
                   "complete": replies.filter(status="complete").exclude(content="").count()}))
 """
-    output = subprocess.run(
-        [PYTHON, "manage.py", "shell", "-c", script],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    return django_shell(env, script)
 
 
 SERVERS = {

@@ -22,17 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from chat.demo_upstream import DemoUpstream  # noqa: E402 (stdlib only; no Django needed)
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 DEMO_PORT = 8001  # settings.DEMO_UPSTREAM_PORT's default
 VIEWPORT = {"width": 1440, "height": 900}
 TIMEOUT_MS = 15_000

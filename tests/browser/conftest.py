@@ -23,16 +23,8 @@ from playwright.sync_api import (
 )
 from playwright.sync_api import Error as PlaywrightError
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS
+
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 # Schemes that never leave the browser.
 LOCAL_SCHEMES = {"data", "blob", "about"}
