@@ -1,0 +1,44 @@
+"""The Django admin shows conversations, messages and calls; raw call records are read-only."""
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from chat.models import ApiCall, Conversation, Message
+from tests.helpers import send
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client_with_data(alice_client, alice, django_user_model):
+    conversation = Conversation.objects.create(owner=alice, model="demo/echo")
+    send(alice_client, conversation, "for the admin")
+    admin = django_user_model.objects.create_superuser("root", password="root-password-1")
+    client = Client()
+    client.force_login(admin)
+    return client
+
+
+@pytest.mark.parametrize("model", [Conversation, Message, ApiCall])
+def test_every_admin_page_loads(admin_client_with_data, model):
+    name = model._meta.model_name
+    listing = admin_client_with_data.get(reverse(f"admin:chat_{name}_changelist"))
+    change = admin_client_with_data.get(
+        reverse(f"admin:chat_{name}_change", args=[model.objects.first().pk])
+    )
+
+    assert listing.status_code == change.status_code == 200
+
+
+def test_the_raw_call_record_cannot_be_edited(admin_client_with_data):
+    call = ApiCall.objects.get()
+    url = reverse("admin:chat_apicall_change", args=[call.pk])
+
+    page = admin_client_with_data.get(url).content.decode()
+    admin_client_with_data.post(url, {"request_body": "tampered"})
+
+    assert 'name="request_body"' not in page  # shown as text, not a field
+    call.refresh_from_db()
+    assert call.request_body != "tampered"
+    assert admin_client_with_data.get(reverse("admin:chat_apicall_add")).status_code == 403
