@@ -38,6 +38,15 @@ def read_all(response):
     return list(parse(response.streaming_content))
 
 
+def hang_up(response):
+    """Close the response mid-stream, as the WSGI server does when the browser goes away.
+
+    Closing fires request_finished, which drops a connection that is inside a
+    transaction: tests using this need real transactions, as in production.
+    """
+    response.close()
+
+
 def test_it_streams_deltas_then_the_message_as_a_reload_shows_it(
     alice_client, conversation, upstream
 ):
@@ -156,13 +165,14 @@ def test_stop_ends_the_stream_within_a_second_and_keeps_the_text(alice_client, c
     assert "Stopped by the user" in rest[-1][1]["html"]
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_closed_browser_leaves_the_partial_text_marked_interrupted(alice_client, conversation):
     response = start_stream(alice_client, conversation, extra_params='{"demo_fault": "pace=0.1"}')
     events = parse(response.streaming_content)
     next(events)
     next(events)
 
-    response.close()  # what the server does when the browser goes away
+    hang_up(response)
 
     reply = Message.objects.get(role="assistant")
     assert reply.status == Message.Status.INTERRUPTED
@@ -172,6 +182,7 @@ def test_a_closed_browser_leaves_the_partial_text_marked_interrupted(alice_clien
     assert "Interrupted" in page and "The browser went away" in page
 
 
+@pytest.mark.django_db(transaction=True)
 def test_the_partial_text_is_saved_while_streaming(alice_client, conversation):
     response = start_stream(alice_client, conversation, extra_params='{"demo_fault": "pace=0.1"}')
     events = parse(response.streaming_content)
@@ -185,7 +196,7 @@ def test_the_partial_text_is_saved_while_streaming(alice_client, conversation):
     assert saved.status == Message.Status.PENDING
     assert len(saved.content) > 0
     assert deltas > 3  # saved on a timer, not after every token
-    response.close()
+    hang_up(response)
 
 
 def test_one_submit_starts_one_stream(alice_client, conversation, upstream):
