@@ -4,7 +4,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from chat.markdown import ALLOWED_TAGS, render_markdown
+from chat.markdown import ALLOWED_TAGS, render_markdown, sanitize
 
 
 class ElementCollector(HTMLParser):
@@ -81,3 +81,28 @@ def test_links_cannot_leak_the_referrer_or_the_opener():
     html = render_markdown("[docs](https://docs.aimlapi.com)")
 
     assert 'rel="noopener noreferrer nofollow"' in html
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        '<a href="javascript:alert(1)" onclick="alert(1)">x</a>',
+        '<img src="https://evil.example/pixel.png">',
+        "<script>alert(1)</script>",
+        '<span class="k" style="background:url(https://evil.example)">x</span>',
+        '<svg><a xlink:href="javascript:alert(1)">x</a></svg>',
+    ],
+)
+def test_the_sanitizer_alone_removes_what_the_parser_might_let_through(html):
+    # The last step on every reply: it must hold even if the parser or highlighter changes.
+    for tag, attributes in elements_of(sanitize(html)):
+        assert tag in ALLOWED_TAGS
+        assert set(attributes) <= {"href", "title", "class", "start", "rel"}
+        assert not attributes.get("href", "").lower().startswith("javascript")
+
+
+def test_the_sanitizer_keeps_highlighted_code():
+    html = render_markdown("```python\nx = 1\n```")
+
+    assert sanitize(html) == html
+    assert '<span class="n">x</span>' in html
