@@ -298,14 +298,15 @@ class ChatStream:
             chunk = self._read()
             if not chunk:
                 break
-            buffer += chunk
-            while b"\n\n" in buffer.replace(b"\r\n", b"\n"):
-                buffer = buffer.replace(b"\r\n", b"\n")
+            # Normalise line ends once per chunk; a "\r" left at the end of the
+            # buffer meets its "\n" when the next chunk arrives.
+            buffer = (buffer + chunk).replace(b"\r\n", b"\n")
+            while b"\n\n" in buffer:
                 block, buffer = buffer.split(b"\n\n", 1)
                 data = _event_data(block)
                 if data is not None:
                     yield data
-        data = _event_data(buffer.replace(b"\r\n", b"\n"))
+        data = _event_data(buffer)
         if data is not None:
             yield data
 

@@ -16,7 +16,7 @@ from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import services, snippets
+from . import client, services, snippets
 from .forms import ChatForm, ParametersForm, RenameForm, SignUpForm
 from .models import ApiCall, Conversation, Message
 
@@ -167,14 +167,11 @@ def _reply_events(
 
 
 def _start_event(request: HttpRequest, conversation: Conversation, reply: Message) -> bytes:
-    messages = [reply.parent, reply]
-    for message in messages:
-        message.call_list, message.last_call = [], None  # nothing to inspect yet
-    html = "".join(
-        render_to_string(
-            "chat/_message.html", {"conversation": conversation, "message": message}, request
-        )
-        for message in messages
+    # Neither message has a call to inspect yet: skip the query _message_html makes.
+    for message in (reply.parent, reply):
+        message.call_list, message.last_call = [], None
+    html = _render_message(request, conversation, reply.parent) + _render_message(
+        request, conversation, reply
     )
     return _sse("start", {"reply_id": str(reply.public_id), "html": html})
 
@@ -185,6 +182,10 @@ def _sse(event: str, data: dict) -> bytes:
 
 def _message_html(request: HttpRequest, conversation: Conversation, message: Message) -> str:
     _attach_calls([message])
+    return _render_message(request, conversation, message)
+
+
+def _render_message(request: HttpRequest, conversation: Conversation, message: Message) -> str:
     context = {"conversation": conversation, "message": message}
     return render_to_string("chat/_message.html", context, request=request)
 
@@ -265,10 +266,7 @@ def call_download(request: HttpRequest, call_id: uuid.UUID, part: str) -> HttpRe
 
 
 def _response_type(call: ApiCall) -> str:
-    content_type = next(
-        (value for key, value in call.response_headers.items() if key.lower() == "content-type"),
-        "application/json",
-    )
+    content_type = client.header(call.response_headers, "Content-Type") or ""
     return content_type.split(";")[0].strip() or "application/json"
 
 
