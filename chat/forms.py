@@ -1,6 +1,7 @@
 """Forms validate and convert; views read only cleaned_data. All bounds live here."""
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from django import forms
@@ -156,6 +157,62 @@ class ChatForm(ParametersForm):
         if not content.strip():
             raise forms.ValidationError("Write a message first.")
         return content
+
+
+class ShareForm(forms.Form):
+    """Options for a share link: how long it lives and whether it shows the raw calls."""
+
+    EXPIRY_CHOICES = {
+        "": "Never expires",
+        "1h": "Expires in 1 hour",
+        "1d": "Expires in 1 day",
+        "7d": "Expires in 7 days",
+        "30d": "Expires in 30 days",
+    }
+    EXPIRY_DURATIONS = {
+        "1h": timedelta(hours=1),
+        "1d": timedelta(days=1),
+        "7d": timedelta(days=7),
+        "30d": timedelta(days=30),
+    }
+
+    label_suffix = ""
+    expires_in = forms.ChoiceField(label="Expiry", choices=EXPIRY_CHOICES, required=False)
+    show_inspector = forms.BooleanField(
+        label="Show the raw JSON and Get code", required=False, initial=True
+    )
+
+    def clean_expires_in(self) -> timedelta | None:
+        return self.EXPIRY_DURATIONS.get(self.cleaned_data["expires_in"])
+
+
+class ShareSettingsForm(ShareForm):
+    """The same options for an existing link, where the expiry may be left as it is."""
+
+    EXPIRY_CHOICES = {"keep": "Keep the current expiry", **ShareForm.EXPIRY_CHOICES}
+    expires_in = forms.ChoiceField(label="Expiry", choices=EXPIRY_CHOICES, required=False)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        cleaned["keep_expiry"] = self.data.get("expires_in", "keep") == "keep"
+        return cleaned
+
+
+class ImportForm(forms.Form):
+    label_suffix = ""
+    file = forms.FileField(
+        label="Export file (JSON)",
+        help_text="A file made by Export. It becomes new conversations in your account.",
+        widget=forms.ClearableFileInput(attrs={"accept": "application/json,.json"}),
+    )
+
+    def clean_file(self) -> bytes:
+        upload = self.cleaned_data["file"]
+        if upload.size > settings.MAX_IMPORT_BYTES:
+            raise forms.ValidationError(
+                f"The file is {upload.size:,} bytes; the limit is {settings.MAX_IMPORT_BYTES:,}."
+            )
+        return upload.read()
 
 
 class RenameForm(forms.Form):

@@ -1,11 +1,13 @@
 """Conversations, their message tree, and the raw record of every upstream call."""
 
+import secrets
 import uuid
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
+from django.utils import timezone
 
 
 class Conversation(models.Model):
@@ -194,3 +196,57 @@ class ApiCall(models.Model):
         return (
             round(self.completion_tokens * 1000 / generating_ms, 1) if generating_ms > 0 else None
         )
+
+
+def new_share_token() -> str:
+    """192 random bits, URL-safe: the only secret a share link carries."""
+    return secrets.token_urlsafe(24)
+
+
+class Share(models.Model):
+    """A read-only link to a snapshot of one branch of a conversation.
+
+    The snapshot is a document in the export format (chat/exports.py), so the
+    shared page never reads the live conversation: messages added later, and
+    the owner's other conversations, cannot appear on it.
+    """
+
+    class State(models.TextChoices):
+        ACTIVE = "active", "Active"
+        EXPIRED = "expired", "Expired"
+        REVOKED = "revoked", "Revoked"
+
+    # Used in the owner's management URLs; the token is only ever in the share URL.
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    token = models.CharField(max_length=64, unique=True, default=new_share_token, editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="shares")
+    snapshot = models.JSONField()
+    snapshot_taken = models.DateTimeField()
+    show_inspector = models.BooleanField(
+        default=True, help_text="Show each call's raw JSON and Get code on the shared page."
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [
+            # The "Shared links" page: the links made from one conversation, newest first.
+            models.Index(fields=["conversation", "-created"], name="share_conversation_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Share of {self.snapshot.get('title', 'a conversation')}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("shared_conversation", args=[self.token])
+
+    @property
+    def state(self) -> "Share.State":
+        if self.revoked_at is not None:
+            return self.State.REVOKED
+        if self.expires_at is not None and self.expires_at <= timezone.now():
+            return self.State.EXPIRED
+        return self.State.ACTIVE

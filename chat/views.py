@@ -6,19 +6,33 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 
+from django.conf import settings
+from django.contrib import messages as flash
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import client, services, snippets
-from .forms import ChatForm, ParametersForm, RenameForm, SignUpForm
-from .models import ApiCall, Conversation, Message
+from . import client, exports, services, sharing, snippets
+from .forms import (
+    ChatForm,
+    ImportForm,
+    ParametersForm,
+    RenameForm,
+    ShareForm,
+    ShareSettingsForm,
+    SignUpForm,
+)
+from .models import ApiCall, Conversation, Message, Share
 
 CONVERSATIONS_PER_PAGE = 25
 
@@ -30,10 +44,20 @@ def _owned_conversation(request: HttpRequest, public_id: uuid.UUID) -> Conversat
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
     form = SignUpForm(request.POST or None)
+    next_url = _safe_next(request)
     if request.method == "POST" and form.is_valid():
         login(request, form.save())
-        return redirect("conversation_list")
-    return render(request, "registration/signup.html", {"form": form})
+        return redirect(next_url or "conversation_list")
+    return render(request, "registration/signup.html", {"form": form, "next": next_url})
+
+
+def _safe_next(request: HttpRequest) -> str:
+    """Where to go after signing up: only ever a path on this site."""
+    next_url = request.POST.get("next") or request.GET.get("next") or ""
+    allowed = url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return next_url if allowed else ""
 
 
 @login_required
@@ -297,7 +321,164 @@ def _render_conversation(
         "path": path,
         "form": form,
         "rename_form": rename_form or RenameForm(initial={"title": conversation.title}),
+        "share_form": ShareForm(),
         "catalogue": services.catalogue_get(),
         "recent": Conversation.objects.filter(owner=request.user).only("public_id", "title")[:15],
     }
     return render(request, "chat/conversation_detail.html", context, status=status)
+
+
+# --- Share links ---------------------------------------------------------------
+
+
+def _owned_share(request: HttpRequest, public_id: uuid.UUID) -> Share:
+    return get_object_or_404(
+        Share.objects.select_related("conversation"),
+        public_id=public_id,
+        conversation__owner=request.user,
+    )
+
+
+@login_required
+@require_POST
+def share_create(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    conversation = _owned_conversation(request, public_id)
+    form = ShareForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse(f"Invalid share options: {form.errors.as_text()}", status=400)
+    share = sharing.share_create(
+        conversation=conversation,
+        show_inspector=form.cleaned_data["show_inspector"],
+        expires_in=form.cleaned_data["expires_in"],
+    )
+    return redirect(f"{reverse('share_list')}#share-{share.public_id}")
+
+
+@login_required
+@require_GET
+def share_list(request: HttpRequest) -> HttpResponse:
+    shares = list(sharing.shares_for(owner=request.user))
+    for share in shares:
+        share.settings_form = ShareSettingsForm(
+            initial={"expires_in": "keep", "show_inspector": share.show_inspector}
+        )
+    return render(request, "chat/share_list.html", {"shares": shares})
+
+
+@login_required
+@require_POST
+def share_update(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    share = _owned_share(request, public_id)
+    sharing.share_update_snapshot(share=share)
+    return redirect(f"{reverse('share_list')}#share-{share.public_id}")
+
+
+@login_required
+@require_POST
+def share_settings(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    share = _owned_share(request, public_id)
+    form = ShareSettingsForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse(f"Invalid share options: {form.errors.as_text()}", status=400)
+    sharing.share_update_settings(share=share, **form.cleaned_data)
+    return redirect(f"{reverse('share_list')}#share-{share.public_id}")
+
+
+@login_required
+@require_POST
+def share_revoke(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    share = _owned_share(request, public_id)
+    sharing.share_revoke(share=share)
+    return redirect(f"{reverse('share_list')}#share-{share.public_id}")
+
+
+@require_GET
+@never_cache  # a revoked link must stop working at once, also from caches
+def shared_conversation(request: HttpRequest, token: str) -> HttpResponse:
+    """The public, read-only page of a share link; no login needed."""
+    share = sharing.share_get_live(token=token)
+    messages = sharing.snapshot_messages(share=share)
+    if share.show_inspector:
+        for message in messages:
+            for call in message.call_list:
+                call.snippets = snippets.all_snippets(url=call.url, body=call.request_body)
+    context = {
+        "share": share,
+        "snapshot": share.snapshot,
+        "parameters": sharing.snapshot_parameters(share=share),
+        "path": messages,
+        "read_only": True,
+        "hide_inspector": not share.show_inspector,
+    }
+    response = render(request, "chat/shared_conversation.html", context)
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    response["Referrer-Policy"] = "no-referrer"  # the URL is the secret
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+def share_continue(request: HttpRequest, token: str) -> HttpResponse:
+    share = sharing.share_get_live(token=token)  # a dead link is not worth logging in for
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())  # and back here afterwards
+    if request.method == "POST":
+        conversation = sharing.share_continue(share=share, owner=request.user)
+        return redirect(conversation)
+    response = render(request, "chat/share_continue.html", {"share": share})
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+# --- Export and import ---------------------------------------------------------
+
+
+@login_required
+@require_GET
+def conversation_export(request: HttpRequest, public_id: uuid.UUID, fmt: str) -> HttpResponse:
+    """JSON has every branch and call; Markdown is the branch on screen."""
+    conversation = _owned_conversation(request, public_id)
+    name = slugify(conversation.title) or "conversation"
+    if fmt == "md":
+        path = services.conversation_path(conversation=conversation)
+        text = exports.export_markdown(conversation=conversation, messages=path)
+        response = HttpResponse(text, content_type="text/markdown; charset=utf-8")
+    else:
+        response = StreamingHttpResponse(
+            exports.export_json([conversation]), content_type="application/json"
+        )
+    response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
+    return response
+
+
+@login_required
+@require_GET
+def conversations_export(request: HttpRequest) -> HttpResponse:
+    conversations = Conversation.objects.filter(owner=request.user).order_by("created", "id")
+    response = StreamingHttpResponse(
+        exports.export_json(conversations.iterator(chunk_size=100)),
+        content_type="application/json",
+    )
+    filename = slugify(f"playground-{request.user.get_username()}-conversations")
+    response["Content-Disposition"] = f'attachment; filename="{filename}.json"'
+    return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def conversations_import(request: HttpRequest) -> HttpResponse:
+    form = ImportForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            imported = exports.conversations_import(
+                owner=request.user, data=form.cleaned_data["file"]
+            )
+        except exports.ImportRejected as error:
+            form.add_error("file", f"Nothing was imported. {error}")
+        else:
+            if len(imported) == 1:
+                return redirect(imported[0])
+            flash.success(request, f"Imported {len(imported):,} conversations.")
+            return redirect("conversation_list")
+    status = 400 if form.errors else 200
+    context = {"form": form, "max_bytes": settings.MAX_IMPORT_BYTES}
+    return render(request, "chat/conversation_import.html", context, status=status)

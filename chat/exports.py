@@ -1,0 +1,503 @@
+"""Conversations as files: the versioned JSON export, Markdown, and import.
+
+The JSON format is documented in docs/export-format.md. Share links store
+their snapshot in the same format, and "continue a shared conversation" is an
+import of that snapshot, so there is one reader and one writer for all three.
+
+Import trusts nothing in the file: ids only link messages within the file,
+owners and file names are never read, every value is checked against the same
+bounds as the forms, and the whole file is saved in one transaction or not at all.
+"""
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from . import client
+from .forms import ParametersForm
+from .models import ApiCall, Conversation, Message
+
+FORMAT = "playground.conversations"
+VERSION = 1
+
+CALL_FIELDS = (
+    "attempt",
+    "status",
+    "method",
+    "url",
+    "request_headers",
+    "request_body",
+    "http_status",
+    "response_headers",
+    "response_body",
+    "stream_events",
+    "assembled_response",
+    "first_token_ms",
+    "error_kind",
+    "error_message",
+    "latency_ms",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "usd_spent",
+)
+MAX_JSON_DEPTH = 64
+MAX_POSITIVE_INT = 2_147_483_647  # PositiveIntegerField on every database
+
+
+class ImportRejected(ValueError):
+    """The file cannot be imported; the message names the problem and where it is."""
+
+
+# --- Export ------------------------------------------------------------------
+
+
+def envelope(conversations: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "exported_at": timezone.now().isoformat(),
+        "conversations": conversations,
+    }
+
+
+def conversation_document(
+    *, conversation: Conversation, messages: list[Message] | None = None
+) -> dict[str, Any]:
+    """One conversation: its parameters, messages (all branches unless given) and calls."""
+    if messages is None:
+        messages = list(conversation.messages.all())
+    calls_by_message = defaultdict(list)
+    for call in ApiCall.objects.filter(message__in=messages):
+        calls_by_message[call.message_id].append(call)
+    leaf_id = conversation.current_leaf_id
+    ids = {message.id: str(message.public_id) for message in messages}
+    return {
+        "title": conversation.title,
+        "model": conversation.model,
+        "system_prompt": conversation.system_prompt,
+        "parameters": {
+            "temperature": conversation.temperature,
+            "top_p": conversation.top_p,
+            "max_tokens": conversation.max_tokens,
+            "stop": conversation.stop,
+            "extra_params": conversation.extra_params,
+        },
+        "created": conversation.created.isoformat(),
+        "current_leaf": ids.get(leaf_id) if leaf_id in ids else _last_id(messages),
+        "messages": [
+            {
+                "id": ids[message.id],
+                "parent": ids.get(message.parent_id),
+                "role": message.role,
+                "status": message.status,
+                "content": message.content,
+                "reasoning": message.reasoning,
+                "created": message.created.isoformat(),
+                "calls": [_call_document(call) for call in calls_by_message[message.id]],
+            }
+            for message in messages
+        ],
+    }
+
+
+def _last_id(messages: list[Message]) -> str | None:
+    return str(messages[-1].public_id) if messages else None
+
+
+def _call_document(call: ApiCall) -> dict[str, Any]:
+    document = {name: getattr(call, name) for name in CALL_FIELDS}
+    document["usd_spent"] = None if call.usd_spent is None else str(call.usd_spent)
+    document["created"] = call.created.isoformat()
+    return document
+
+
+def export_json(conversations: Iterable[Conversation]) -> Iterator[bytes]:
+    """The export file, one conversation at a time (a user's whole history can be large)."""
+    head = json.dumps(envelope([]), indent=2)
+    opening, closing = head.rsplit("[]", 1)
+    yield f"{opening}[\n".encode()
+    for index, conversation in enumerate(conversations):
+        document = json.dumps(conversation_document(conversation=conversation), indent=2)
+        separator = ",\n" if index else ""
+        yield f"{separator}{document}".encode()
+    yield f"\n]{closing}\n".encode()
+
+
+def export_markdown(*, conversation: Conversation, messages: list[Message]) -> str:
+    """The branch shown, as a readable Markdown document."""
+    document = conversation_document(conversation=conversation, messages=messages)
+    lines = [f"# {conversation.title}", "", f"- Model: `{conversation.model}`"]
+    for name, value in document["parameters"].items():
+        if value not in (None, [], {}):
+            lines.append(f"- {name}: `{json.dumps(value)}`")
+    lines.append(f"- Exported: {timezone.now():%Y-%m-%d %H:%M} UTC")
+    if conversation.system_prompt:
+        lines += ["", "## System prompt", "", conversation.system_prompt]
+    for message in messages:
+        heading = message.get_role_display()
+        if message.status != Message.Status.COMPLETE:
+            heading += f" ({message.get_status_display().lower()})"
+        lines += ["", f"## {heading}", ""]
+        if message.reasoning:
+            lines += [f"> {line}" for line in message.reasoning.splitlines()] + [""]
+        lines.append(message.content)
+    return "\n".join(lines) + "\n"
+
+
+# --- Import ------------------------------------------------------------------
+
+
+def conversations_import(*, owner: Any, data: bytes) -> list[Conversation]:
+    """Create the file's conversations for `owner`, all of them or none."""
+    if len(data) > settings.MAX_IMPORT_BYTES:
+        raise ImportRejected(
+            f"The file is {len(data):,} bytes; the limit is {settings.MAX_IMPORT_BYTES:,}."
+        )
+    conversations = parse_export(data)
+    with transaction.atomic():
+        return [_conversation_create(owner, document) for document in conversations]
+
+
+def parse_export(data: bytes) -> list[dict[str, Any]]:
+    """The file's conversations, validated and normalised, or ImportRejected."""
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ImportRejected("The file is not UTF-8 text. Choose a JSON export file.") from None
+    except json.JSONDecodeError as error:
+        raise ImportRejected(
+            f"The file is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})."
+        ) from None
+    except RecursionError:
+        raise ImportRejected(f"The file nests deeper than {MAX_JSON_DEPTH} levels.") from None
+    _check_depth_and_text(document)
+    return _envelope_read(document)
+
+
+def conversation_import(*, owner: Any, document: Any) -> Conversation:
+    """One conversation in the export format (a share's snapshot), checked, for `owner`."""
+    _check_depth_and_text(document)
+    checked = conversation_read(document, "conversation")
+    with transaction.atomic():
+        return _conversation_create(owner, checked)
+
+
+def _check_depth_and_text(value: Any) -> None:
+    """No absurd nesting, and no NUL characters (PostgreSQL cannot store them)."""
+    stack = [(value, "file", 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ImportRejected(f"{path}: nests deeper than {MAX_JSON_DEPTH} levels.")
+        if isinstance(item, str) and "\x00" in item:
+            raise ImportRejected(f"{path}: contains a NUL character.")
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if "\x00" in key:
+                    raise ImportRejected(f"{path}: a key contains a NUL character.")
+                stack.append((child, f"{path}.{key}", depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
+
+
+def _envelope_read(document: Any) -> list[dict[str, Any]]:
+    _expect_object(
+        document, "file", required={"format", "version", "conversations"}, optional={"exported_at"}
+    )
+    if document["format"] != FORMAT:
+        raise ImportRejected(f'file.format: expected "{FORMAT}"; this is not a Playground export.')
+    version = document["version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ImportRejected("file.version: must be a whole number.")
+    if version > VERSION:
+        raise ImportRejected(
+            f"file.version: the file is format version {version}; this Playground reads "
+            f"version {VERSION}. Update Playground to import it."
+        )
+    conversations = _expect_list(document["conversations"], "file.conversations")
+    if not conversations:
+        raise ImportRejected("file.conversations: the file has no conversations.")
+    if len(conversations) > settings.MAX_IMPORT_CONVERSATIONS:
+        raise ImportRejected(
+            f"file.conversations: {len(conversations):,} conversations; at most "
+            f"{settings.MAX_IMPORT_CONVERSATIONS:,} per file."
+        )
+    return [
+        conversation_read(item, f"conversations[{index}]")
+        for index, item in enumerate(conversations)
+    ]
+
+
+def conversation_read(document: Any, path: str) -> dict[str, Any]:
+    """One conversation of the file, checked field by field."""
+    _expect_object(
+        document,
+        path,
+        required={"model", "messages"},
+        optional={"title", "system_prompt", "parameters", "current_leaf", "created"},
+    )
+    parameters = _parameters_read(document, path)
+    messages = _expect_list(document["messages"], f"{path}.messages")
+    if len(messages) > settings.MAX_MESSAGES_PER_CONVERSATION:
+        raise ImportRejected(
+            f"{path}.messages: {len(messages):,} messages; at most "
+            f"{settings.MAX_MESSAGES_PER_CONVERSATION:,} per conversation."
+        )
+    known: set[str] = set()
+    checked = []
+    for index, message in enumerate(messages):
+        checked.append(_message_read(message, f"{path}.messages[{index}]", known))
+        known.add(checked[-1]["id"])
+    leaf = document.get("current_leaf")
+    if leaf is not None and leaf not in known:
+        raise ImportRejected(f"{path}.current_leaf: no message has the id {leaf!r}.")
+    title = _string(document.get("title", ""), f"{path}.title", max_length=200).strip()
+    return {
+        **parameters,
+        "title": title or "Imported conversation",
+        "current_leaf": leaf if leaf is not None else (checked[-1]["id"] if checked else None),
+        "messages": checked,
+    }
+
+
+def _parameters_read(document: dict[str, Any], path: str) -> dict[str, Any]:
+    """Model, system prompt and parameters, through the same form as the parameter panel."""
+    parameters = document.get("parameters", {})
+    _expect_object(
+        parameters,
+        f"{path}.parameters",
+        optional={"temperature", "top_p", "max_tokens", "stop", "extra_params"},
+    )
+    stop = _expect_list(parameters.get("stop", []), f"{path}.parameters.stop")
+    for index, sequence in enumerate(stop):
+        _string(sequence, f"{path}.parameters.stop[{index}]")
+    extra = parameters.get("extra_params", {})
+    _expect_object(extra, f"{path}.parameters.extra_params", any_keys=True)
+    form = ParametersForm(
+        {
+            "model": _string(document["model"], f"{path}.model"),
+            "system_prompt": _string(document.get("system_prompt", ""), f"{path}.system_prompt"),
+            "temperature": _number_text(parameters.get("temperature"), path, "temperature"),
+            "top_p": _number_text(parameters.get("top_p"), path, "top_p"),
+            "max_tokens": _number_text(parameters.get("max_tokens"), path, "max_tokens"),
+            "stop": "\n".join(stop),
+            "extra_params": json.dumps(extra) if extra else "",
+        }
+    )
+    if not form.is_valid():
+        name, errors = next(iter(form.errors.items()))
+        where = (
+            f"{path}.{name}" if name in {"model", "system_prompt"} else f"{path}.parameters.{name}"
+        )
+        raise ImportRejected(f"{where}: {' '.join(errors)}")
+    return form.cleaned_data
+
+
+def _number_text(value: Any, path: str, name: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ImportRejected(f"{path}.parameters.{name}: must be a number or null.")
+    return repr(value)
+
+
+def _message_read(message: Any, path: str, known: set[str]) -> dict[str, Any]:
+    _expect_object(
+        message,
+        path,
+        required={"id", "role", "content"},
+        optional={"parent", "status", "reasoning", "created", "calls"},
+    )
+    message_id = _string(message["id"], f"{path}.id", max_length=64)
+    if not message_id or message_id in known:
+        raise ImportRejected(f"{path}.id: must be a unique, non-empty string.")
+    parent = message.get("parent")
+    if parent is not None and parent not in known:
+        raise ImportRejected(
+            f"{path}.parent: {parent!r} is not the id of an earlier message in this conversation."
+        )
+    role = message["role"]
+    if role not in Message.Role.values:
+        raise ImportRejected(f'{path}.role: must be "user" or "assistant", not {role!r}.')
+    status = message.get("status", Message.Status.COMPLETE)
+    if status not in Message.Status.values:
+        raise ImportRejected(
+            f"{path}.status: must be one of {', '.join(Message.Status.values)}, not {status!r}."
+        )
+    limit = settings.MAX_MESSAGE_CHARS if role == Message.Role.USER else None
+    calls = _expect_list(message.get("calls", []), f"{path}.calls")
+    if calls and role == Message.Role.USER:
+        raise ImportRejected(f"{path}.calls: only assistant messages have calls.")
+    return {
+        "id": message_id,
+        "parent": parent,
+        "role": role,
+        # A reply still generating when exported will never finish here.
+        "status": Message.Status.INTERRUPTED if status == Message.Status.PENDING else status,
+        "content": _string(message["content"], f"{path}.content", max_length=limit),
+        "reasoning": _string(message.get("reasoning", ""), f"{path}.reasoning"),
+        "calls": [_call_read(call, f"{path}.calls[{i}]") for i, call in enumerate(calls)],
+    }
+
+
+def _call_read(call: Any, path: str) -> dict[str, Any]:
+    _expect_object(call, path, required={"request_body"}, optional={*CALL_FIELDS, "created"})
+    checked: dict[str, Any] = {}
+    for name in (
+        "method",
+        "url",
+        "request_body",
+        "response_body",
+        "error_kind",
+        "error_message",
+        "finish_reason",
+    ):
+        max_length = ApiCall._meta.get_field(name).max_length
+        checked[name] = _string(call.get(name, ""), f"{path}.{name}", max_length=max_length)
+    checked["method"] = checked["method"] or "POST"
+    status = call.get("status", ApiCall.Status.SUCCEEDED)
+    if status not in ApiCall.Status.values:
+        raise ImportRejected(
+            f"{path}.status: must be one of {', '.join(ApiCall.Status.values)}, not {status!r}."
+        )
+    checked["status"] = status
+    checked["attempt"] = _integer(call.get("attempt", 1), f"{path}.attempt", low=1, high=32767)
+    checked["http_status"] = _integer(call.get("http_status"), f"{path}.http_status", 100, 599)
+    for name in (
+        "first_token_ms",
+        "latency_ms",
+        "prompt_tokens",
+        "completion_tokens",
+        "reasoning_tokens",
+        "total_tokens",
+    ):
+        checked[name] = _integer(call.get(name), f"{path}.{name}", 0, MAX_POSITIVE_INT)
+    for name in ("request_headers", "response_headers"):
+        headers = call.get(name, {})
+        _expect_object(headers, f"{path}.{name}", any_keys=True)
+        for key, value in headers.items():
+            _string(value, f"{path}.{name}.{key}")
+        checked[name] = headers
+    # A file may come from anywhere: never store a key that someone left in it.
+    if client.header(checked["request_headers"], "Authorization") is not None:
+        checked["request_headers"] = {
+            key: client.REDACTED if key.lower() == "authorization" else value
+            for key, value in checked["request_headers"].items()
+        }
+    checked["stream_events"] = _stream_events(call.get("stream_events", []), path)
+    assembled = call.get("assembled_response")
+    if assembled is not None:
+        _expect_object(assembled, f"{path}.assembled_response", any_keys=True)
+    checked["assembled_response"] = assembled
+    checked["usd_spent"] = _usd(call.get("usd_spent"), f"{path}.usd_spent")
+    return checked
+
+
+def _stream_events(events: Any, path: str) -> list[dict[str, Any]]:
+    events = _expect_list(events, f"{path}.stream_events")
+    for index, event in enumerate(events):
+        where = f"{path}.stream_events[{index}]"
+        _expect_object(event, where, required={"at_ms", "data"})
+        _integer(event["at_ms"], f"{where}.at_ms", 0, MAX_POSITIVE_INT)
+        _string(event["data"], f"{where}.data")
+    return events
+
+
+def _usd(value: Any, path: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        amount = Decimal(str(value)) if isinstance(value, str | int | float) else None
+    except InvalidOperation:
+        amount = None
+    if isinstance(value, bool) or amount is None or not amount.is_finite():
+        raise ImportRejected(f'{path}: must be a decimal number such as "0.0042", or null.')
+    if not 0 <= amount < 1_000_000:
+        raise ImportRejected(f"{path}: must be between 0 and 1,000,000.")
+    return amount.quantize(Decimal("0.00000001"))
+
+
+def _expect_object(
+    value: Any,
+    path: str,
+    *,
+    required: set[str] = frozenset(),
+    optional: set[str] = frozenset(),
+    any_keys: bool = False,
+) -> None:
+    if not isinstance(value, dict):
+        raise ImportRejected(f"{path}: must be a JSON object, not {_json_type(value)}.")
+    if missing := sorted(required - value.keys()):
+        raise ImportRejected(f'{path}: the field "{missing[0]}" is missing.')
+    if not any_keys and (unknown := sorted(value.keys() - required - optional)):
+        raise ImportRejected(f'{path}: unknown field "{unknown[0]}".')
+
+
+def _expect_list(value: Any, path: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ImportRejected(f"{path}: must be a JSON array, not {_json_type(value)}.")
+    return value
+
+
+def _string(value: Any, path: str, *, max_length: int | None = None) -> str:
+    if not isinstance(value, str):
+        raise ImportRejected(f"{path}: must be a string, not {_json_type(value)}.")
+    if max_length is not None and len(value) > max_length:
+        raise ImportRejected(f"{path}: {len(value):,} characters; at most {max_length:,}.")
+    return value
+
+
+def _integer(value: Any, path: str, low: int, high: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ImportRejected(f"{path}: must be a whole number from {low:,} to {high:,}, or null.")
+    return value
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "true/false"}
+    if value is None:
+        return "null"
+    return names.get(type(value), "a number")
+
+
+def _conversation_create(owner: Any, document: dict[str, Any]) -> Conversation:
+    conversation = Conversation.objects.create(
+        owner=owner,
+        title=document["title"],
+        model=document["model"],
+        system_prompt=document["system_prompt"],
+        temperature=document["temperature"],
+        top_p=document["top_p"],
+        max_tokens=document["max_tokens"],
+        stop=document["stop"],
+        extra_params=document["extra_params"],
+    )
+    created: dict[str, Message] = {}
+    for item in document["messages"]:
+        message = Message.objects.create(
+            conversation=conversation,
+            parent=created.get(item["parent"]),
+            role=item["role"],
+            status=item["status"],
+            content=item["content"],
+            reasoning=item["reasoning"],
+        )
+        created[item["id"]] = message
+        ApiCall.objects.bulk_create(
+            ApiCall(conversation=conversation, message=message, **call) for call in item["calls"]
+        )
+    if document["current_leaf"] is not None:
+        conversation.current_leaf = created[document["current_leaf"]]
+        conversation.save(update_fields=["current_leaf"])
+    return conversation

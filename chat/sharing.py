@@ -1,0 +1,119 @@
+"""Share links: read-only snapshots of one branch, and continuing them elsewhere."""
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from . import exports, services
+from .models import ApiCall, Conversation, Message, Share
+
+
+def share_create(
+    *, conversation: Conversation, show_inspector: bool, expires_in: timedelta | None
+) -> Share:
+    """A new link showing the branch on screen as it is now."""
+    return Share.objects.create(
+        conversation=conversation,
+        show_inspector=show_inspector,
+        expires_at=_expiry(expires_in),
+        **_snapshot(conversation),
+    )
+
+
+def share_update_snapshot(*, share: Share) -> None:
+    """The same URL, showing the conversation as it is now."""
+    for name, value in _snapshot(share.conversation).items():
+        setattr(share, name, value)
+    share.save(update_fields=["snapshot", "snapshot_taken", "updated"])
+
+
+def share_update_settings(
+    *, share: Share, show_inspector: bool, expires_in: timedelta | None, keep_expiry: bool
+) -> None:
+    share.show_inspector = show_inspector
+    if not keep_expiry:
+        share.expires_at = _expiry(expires_in)
+    share.save(update_fields=["show_inspector", "expires_at", "updated"])
+
+
+def share_revoke(*, share: Share) -> None:
+    """The URL stops working with the next request; the record stays in the list."""
+    if share.revoked_at is None:
+        share.revoked_at = timezone.now()
+        share.save(update_fields=["revoked_at", "updated"])
+
+
+def share_get_live(*, token: str) -> Share:
+    """The share behind a URL, or 404 if there is none, or it was revoked or has expired.
+
+    All three look the same from outside, so a URL tells nothing about links
+    that no longer work.
+    """
+    share = Share.objects.filter(token=token).first()
+    if share is None or share.state != Share.State.ACTIVE:
+        raise Http404("This link does not exist or is no longer shared.")
+    return share
+
+
+def share_continue(*, share: Share, owner: Any) -> Conversation:
+    """A new conversation for `owner`, copied from the snapshot; the original is untouched.
+
+    Without the inspector on the link, its raw calls are not copied either.
+    """
+    document = share.snapshot
+    if not share.show_inspector:
+        document = {
+            **document,
+            "messages": [{**message, "calls": []} for message in document["messages"]],
+        }
+    return exports.conversation_import(owner=owner, document=document)
+
+
+def shares_for(*, owner: Any) -> QuerySet[Share]:
+    return Share.objects.filter(conversation__owner=owner).select_related("conversation")
+
+
+def snapshot_messages(*, share: Share) -> list[Message]:
+    """The snapshot as unsaved model objects, so the page templates can render it."""
+    messages = []
+    for item in share.snapshot["messages"]:
+        message = Message(
+            role=item["role"],
+            status=item["status"],
+            content=item["content"],
+            reasoning=item["reasoning"],
+        )
+        message.call_list = [_call(call) for call in item["calls"]]
+        message.last_call = message.call_list[-1] if message.call_list else None
+        messages.append(message)
+    return messages
+
+
+def snapshot_parameters(*, share: Share) -> list[tuple[str, str]]:
+    """The parameters that were set, as JSON text (0 is a value; null and empty are not)."""
+    return [
+        (name, json.dumps(value, ensure_ascii=False))
+        for name, value in share.snapshot["parameters"].items()
+        if value not in (None, [], {})
+    ]
+
+
+def _call(document: dict[str, Any]) -> ApiCall:
+    fields = {name: document[name] for name in exports.CALL_FIELDS}
+    return ApiCall(**fields)
+
+
+def _snapshot(conversation: Conversation) -> dict[str, Any]:
+    path = services.conversation_path(conversation=conversation)
+    return {
+        "snapshot": exports.conversation_document(conversation=conversation, messages=path),
+        "snapshot_taken": timezone.now(),
+    }
+
+
+def _expiry(expires_in: timedelta | None) -> Any:
+    return timezone.now() + expires_in if expires_in is not None else None

@@ -1,0 +1,287 @@
+"""Share links: who can see what, snapshots, update, revoke, expiry, continue."""
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from chat.models import ApiCall, Conversation, Message, Share
+from tests.conftest import TEST_API_KEY
+from tests.helpers import send
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def conversation(alice, alice_client):
+    conversation = Conversation.objects.create(owner=alice, model="demo/echo", title="Shared plan")
+    send(alice_client, conversation, "What is a share link?", temperature="0.3", stop="END")
+    conversation.refresh_from_db()
+    return conversation
+
+
+def share_it(client: Client, conversation: Conversation, **options) -> Share:
+    data = {"expires_in": "", "show_inspector": "on", **options}
+    response = client.post(reverse("share_create", args=[conversation.public_id]), data)
+    assert response.status_code == 302
+    return Share.objects.filter(conversation=conversation).latest("created")
+
+
+def test_a_share_link_carries_at_least_128_random_bits(alice_client, conversation):
+    share = share_it(alice_client, conversation)
+    other = share_it(alice_client, conversation)
+
+    assert len(share.token) >= 22  # URL-safe base64: 6 bits per character, so 22 = 132 bits
+    assert share.token != other.token
+    assert share.get_absolute_url() == f"/s/{share.token}/"
+
+
+def test_anyone_with_the_link_reads_the_snapshot_without_logging_in(
+    alice_client, alice, conversation
+):
+    Conversation.objects.create(owner=alice, model="m", title="Alice's other secret chat")
+    share = share_it(alice_client, conversation)
+
+    response = Client().get(share.get_absolute_url())
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "What is a share link?" in page
+    assert "demo/echo" in page and "0.3" in page and "END" in page
+    assert "&quot;temperature&quot;: 0.3" in page  # the inspector's request body
+    assert "Get code" in page and "YOUR_API_KEY" in page
+    assert "other secret chat" not in page
+    assert TEST_API_KEY not in page
+    assert "Retry" not in page and 'name="content"' not in page  # read-only
+
+
+def test_the_shared_page_is_not_indexed_cached_or_leaked_through_referer(
+    alice_client, conversation
+):
+    share = share_it(alice_client, conversation)
+
+    response = Client().get(share.get_absolute_url())
+
+    assert response["X-Robots-Tag"] == "noindex, nofollow"
+    assert '<meta name="robots" content="noindex, nofollow">' in response.content.decode()
+    assert response["Referrer-Policy"] == "no-referrer"
+    assert "no-store" in response["Cache-Control"]
+
+
+def test_another_signed_in_user_can_read_but_not_manage_the_link(
+    alice_client, bob_client, conversation
+):
+    share = share_it(alice_client, conversation)
+
+    assert bob_client.get(share.get_absolute_url()).status_code == 200
+    for name in ("share_update", "share_settings", "share_revoke"):
+        response = bob_client.post(reverse(name, args=[share.public_id]), {"expires_in": "1h"})
+        assert response.status_code == 404, name
+    assert share.token not in bob_client.get(reverse("share_list")).content.decode()
+    share.refresh_from_db()
+    assert share.revoked_at is None and share.expires_at is None
+
+
+def test_only_the_owner_can_share_a_conversation(bob_client, conversation):
+    response = bob_client.post(reverse("share_create", args=[conversation.public_id]))
+
+    assert response.status_code == 404
+    assert not Share.objects.exists()
+
+
+def test_sharing_needs_a_csrf_token(alice, conversation):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+
+    response = client.post(reverse("share_create", args=[conversation.public_id]))
+
+    assert response.status_code == 403
+    assert not Share.objects.exists()
+
+
+def test_a_revoked_link_stops_working_at_once(alice_client, conversation):
+    share = share_it(alice_client, conversation)
+    visitor = Client()
+    assert visitor.get(share.get_absolute_url()).status_code == 200
+
+    alice_client.post(reverse("share_revoke", args=[share.public_id]))
+
+    assert visitor.get(share.get_absolute_url()).status_code == 404
+    assert visitor.get(reverse("share_continue", args=[share.token])).status_code == 404
+    listing = alice_client.get(reverse("share_list")).content.decode()
+    assert "Revoked" in listing
+
+
+def test_an_expired_link_stops_working(alice_client, conversation):
+    share = share_it(alice_client, conversation, expires_in="1h")
+    assert share.expires_at - timezone.now() > timedelta(minutes=59)
+    assert Client().get(share.get_absolute_url()).status_code == 200
+
+    Share.objects.filter(pk=share.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    assert Client().get(share.get_absolute_url()).status_code == 404
+    assert "Expired" in alice_client.get(reverse("share_list")).content.decode()
+
+
+def test_an_unknown_link_is_not_found(client):
+    assert client.get(reverse("shared_conversation", args=["x" * 32])).status_code == 404
+
+
+def test_the_snapshot_does_not_change_when_the_conversation_goes_on(alice_client, conversation):
+    share = share_it(alice_client, conversation)
+
+    send(alice_client, conversation, "A message after sharing")
+    alice_client.post(
+        reverse("conversation_rename", args=[conversation.public_id]), {"title": "Renamed"}
+    )
+
+    page = Client().get(share.get_absolute_url()).content.decode()
+    assert "What is a share link?" in page
+    assert "A message after sharing" not in page
+    assert "Renamed" not in page and "Shared plan" in page
+
+
+def test_update_shows_the_conversation_as_it_is_now_at_the_same_url(alice_client, conversation):
+    share = share_it(alice_client, conversation)
+    url = share.get_absolute_url()
+    send(alice_client, conversation, "A message after sharing")
+
+    alice_client.post(reverse("share_update", args=[share.public_id]))
+
+    share.refresh_from_db()
+    assert share.get_absolute_url() == url
+    assert "A message after sharing" in Client().get(url).content.decode()
+
+
+def test_the_owner_can_hide_the_raw_json_and_get_code(alice_client, conversation):
+    share = share_it(alice_client, conversation, show_inspector="")
+
+    page = Client().get(share.get_absolute_url()).content.decode()
+
+    assert "What is a share link?" in page
+    assert "&quot;temperature&quot;" not in page
+    assert "Get code" not in page and "Inspect" not in page
+
+
+def test_the_owner_changes_expiry_and_inspector_on_an_existing_link(alice_client, conversation):
+    share = share_it(alice_client, conversation)
+    url = reverse("share_settings", args=[share.public_id])
+
+    alice_client.post(url, {"expires_in": "7d"})  # an unticked box is absent from the form
+    share.refresh_from_db()
+    assert share.show_inspector is False
+    assert timedelta(days=6) < share.expires_at - timezone.now() <= timedelta(days=7)
+
+    alice_client.post(url, {"expires_in": "keep", "show_inspector": "on"})
+    kept = Share.objects.get(pk=share.pk)
+    assert kept.expires_at == share.expires_at and kept.show_inspector is True
+
+    alice_client.post(url, {"expires_in": "", "show_inspector": "on"})
+    assert Share.objects.get(pk=share.pk).expires_at is None
+
+
+def test_the_shared_links_page_lists_every_link_with_its_state(alice_client, conversation):
+    active = share_it(alice_client, conversation)
+    revoked = share_it(alice_client, conversation)
+    alice_client.post(reverse("share_revoke", args=[revoked.public_id]))
+
+    page = alice_client.get(reverse("share_list")).content.decode()
+
+    assert f"/s/{active.token}/" in page
+    assert f"share-{revoked.public_id}" in page and "Revoked" in page
+    assert f"/s/{revoked.token}/" not in page  # a dead link is not offered for copying
+
+
+def test_a_visitor_who_is_not_signed_in_is_sent_to_log_in_and_comes_back(
+    alice_client, conversation
+):
+    share = share_it(alice_client, conversation)
+    continue_url = reverse("share_continue", args=[share.token])
+
+    response = Client().get(continue_url)
+
+    assert response.status_code == 302
+    assert response.url == f"{reverse('login')}?next={continue_url}"
+
+
+def test_signing_up_from_a_share_link_comes_back_to_continue(alice_client, conversation):
+    share = share_it(alice_client, conversation)
+    continue_url = reverse("share_continue", args=[share.token])
+    visitor = Client()
+
+    page = visitor.get(f"{reverse('signup')}?next={continue_url}").content.decode()
+    response = visitor.post(
+        reverse("signup"),
+        {
+            "username": "carol",
+            "password1": "a-long-password-9",
+            "password2": "a-long-password-9",
+            "next": continue_url,
+        },
+    )
+
+    assert f'name="next" value="{continue_url}"' in page
+    assert response.status_code == 302 and response.url == continue_url
+    assert "Make my copy" in visitor.get(continue_url).content.decode()
+
+
+def test_signing_up_never_redirects_to_another_site(client):
+    response = client.post(
+        reverse("signup"),
+        {
+            "username": "mallory",
+            "password1": "a-long-password-9",
+            "password2": "a-long-password-9",
+            "next": "https://evil.example/",
+        },
+    )
+
+    assert response.status_code == 302 and response.url == reverse("conversation_list")
+
+
+def test_continuing_makes_an_independent_copy_for_the_visitor(
+    alice_client, bob_client, bob, conversation
+):
+    share = share_it(alice_client, conversation)
+    original_messages = Message.objects.filter(conversation=conversation).count()
+
+    response = bob_client.post(reverse("share_continue", args=[share.token]))
+
+    copy = Conversation.objects.get(owner=bob)
+    assert response.status_code == 302 and response.url == copy.get_absolute_url()
+    assert (copy.title, copy.model, copy.temperature, copy.stop) == (
+        "Shared plan",
+        "demo/echo",
+        0.3,
+        ["END"],
+    )
+    copied = list(copy.messages.values_list("role", "content"))
+    assert copied == list(conversation.messages.values_list("role", "content"))
+    assert ApiCall.objects.filter(conversation=copy).count() == 1
+    assert copy.current_leaf.content == conversation.current_leaf.content
+
+    send(bob_client, copy, "Bob goes on in his copy")
+    assert Message.objects.filter(conversation=conversation).count() == original_messages
+    assert "Bob goes on" not in Client().get(share.get_absolute_url()).content.decode()
+
+
+def test_continuing_without_the_inspector_copies_no_raw_calls(
+    alice_client, bob_client, bob, conversation
+):
+    share = share_it(alice_client, conversation, show_inspector="")
+
+    bob_client.post(reverse("share_continue", args=[share.token]))
+
+    copy = Conversation.objects.get(owner=bob)
+    assert copy.messages.count() == 2
+    assert not ApiCall.objects.filter(conversation=copy).exists()
+
+
+def test_deleting_the_conversation_ends_its_links(alice_client, conversation):
+    share = share_it(alice_client, conversation)
+
+    alice_client.post(reverse("conversation_delete", args=[conversation.public_id]))
+
+    assert Client().get(share.get_absolute_url()).status_code == 404
