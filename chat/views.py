@@ -412,7 +412,9 @@ def shared_conversation(request: HttpRequest, token: str) -> HttpResponse:
     }
     response = render(request, "chat/shared_conversation.html", context)
     response["X-Robots-Tag"] = "noindex, nofollow"
-    response["Referrer-Policy"] = "no-referrer"  # the URL is the secret
+    # The URL is the secret: never send it to another site. (Not "no-referrer":
+    # Chromium then sends "Origin: null" with this page's forms, failing CSRF.)
+    response["Referrer-Policy"] = "same-origin"
     return response
 
 
@@ -425,7 +427,7 @@ def share_continue(request: HttpRequest, token: str) -> HttpResponse:
         conversation = sharing.share_continue(share=share, owner=request.user)
         return redirect(conversation)
     response = render(request, "chat/share_continue.html", {"share": share})
-    response["Referrer-Policy"] = "no-referrer"
+    response["Referrer-Policy"] = "same-origin"
     return response
 
 

@@ -66,7 +66,7 @@ def test_the_shared_page_is_not_indexed_cached_or_leaked_through_referer(
 
     assert response["X-Robots-Tag"] == "noindex, nofollow"
     assert '<meta name="robots" content="noindex, nofollow">' in response.content.decode()
-    assert response["Referrer-Policy"] == "no-referrer"
+    assert response["Referrer-Policy"] == "same-origin"
     assert "no-store" in response["Cache-Control"]
 
 
