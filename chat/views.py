@@ -351,6 +351,10 @@ def share_create(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         show_inspector=form.cleaned_data["show_inspector"],
         expires_in=form.cleaned_data["expires_in"],
     )
+    return _to_share_list(share)
+
+
+def _to_share_list(share: Share) -> HttpResponse:
     return redirect(f"{reverse('share_list')}#share-{share.public_id}")
 
 
@@ -370,7 +374,7 @@ def share_list(request: HttpRequest) -> HttpResponse:
 def share_update(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     share = _owned_share(request, public_id)
     sharing.share_update_snapshot(share=share)
-    return redirect(f"{reverse('share_list')}#share-{share.public_id}")
+    return _to_share_list(share)
 
 
 @login_required
@@ -381,7 +385,7 @@ def share_settings(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     if not form.is_valid():
         return HttpResponse(f"Invalid share options: {form.errors.as_text()}", status=400)
     sharing.share_update_settings(share=share, **form.cleaned_data)
-    return redirect(f"{reverse('share_list')}#share-{share.public_id}")
+    return _to_share_list(share)
 
 
 @login_required
@@ -389,7 +393,7 @@ def share_settings(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 def share_revoke(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     share = _owned_share(request, public_id)
     sharing.share_revoke(share=share)
-    return redirect(f"{reverse('share_list')}#share-{share.public_id}")
+    return _to_share_list(share)
 
 
 @require_GET
