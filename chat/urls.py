@@ -4,7 +4,11 @@ from django.views.generic import RedirectView
 from . import views
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="conversation_list"), name="home"),
+    path(
+        "",
+        RedirectView.as_view(pattern_name="conversation_list", http_method_names=["get", "head"]),
+        name="home",
+    ),
     path("accounts/signup/", views.signup, name="signup"),
     path("conversations/", views.conversation_list, name="conversation_list"),
     path("conversations/new/", views.conversation_create, name="conversation_create"),
