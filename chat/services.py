@@ -20,7 +20,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import client
+from . import client, limits
 from .models import ApiCall, Conversation, Message
 
 logger = logging.getLogger(__name__)
@@ -124,6 +124,7 @@ def message_start(
             f"This conversation has reached {settings.MAX_MESSAGES_PER_CONVERSATION:,} "
             "messages. Start a new conversation to go on."
         )
+    limits.upstream_calls_take(user=conversation.owner)
     try:
         with transaction.atomic():
             conversation_update_parameters(conversation=conversation, parameters=parameters)
@@ -161,6 +162,9 @@ def reply_prepare_retry(*, reply: Message) -> Message:
     A failed reply has no text and is asked again in place. A stopped or
     interrupted one keeps its partial text: the new reply is its sibling.
     """
+    if not reply.can_retry:
+        raise ValidationError("Only a failed, stopped or interrupted reply can be retried.")
+    limits.upstream_calls_take(user=reply.conversation.owner)
     if reply.status in {Message.Status.STOPPED, Message.Status.INTERRUPTED}:
         conversation = reply.conversation
         with transaction.atomic():

@@ -1,6 +1,5 @@
 """Thin views: load the object (scoped to its owner), bind a form, call one service."""
 
-import contextlib
 import json
 import uuid
 from collections import defaultdict
@@ -22,7 +21,7 @@ from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import client, exports, services, sharing, snippets
+from . import client, exports, limits, services, sharing, snippets
 from .forms import (
     ChatForm,
     ImportForm,
@@ -233,9 +232,12 @@ def parameters_save(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 def reply_retry(request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUID) -> HttpResponse:
     conversation = _owned_conversation(request, public_id)
     reply = get_object_or_404(conversation.messages, public_id=message_id)
-    # A second click on Retry finds the reply no longer failed; the page shows its state.
-    with contextlib.suppress(ValidationError):
+    try:
         reply = services.reply_retry(reply=reply)
+    except limits.RateLimited as error:
+        flash.error(request, error.message)
+    except ValidationError:
+        pass  # a second click on Retry finds the reply no longer failed; the page shows it
     return redirect(f"{conversation.get_absolute_url()}#message-{reply.public_id}")
 
 

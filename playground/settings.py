@@ -161,6 +161,9 @@ MAX_MESSAGE_CHARS = env.int("MAX_MESSAGE_CHARS", default=100_000)
 MAX_SYSTEM_PROMPT_CHARS = env.int("MAX_SYSTEM_PROMPT_CHARS", default=100_000)
 MAX_MESSAGES_PER_CONVERSATION = env.int("MAX_MESSAGES_PER_CONVERSATION", default=2_000)
 MAX_EXTRA_PARAMS_BYTES = env.int("MAX_EXTRA_PARAMS_BYTES", default=16_384)
+# Spend protection: upstream calls per user per minute, counted across all app
+# processes (0 turns the limit off).
+UPSTREAM_CALLS_PER_MINUTE = env.int("UPSTREAM_CALLS_PER_MINUTE", default=30)
 MAX_IMPORT_BYTES = env.int("MAX_IMPORT_BYTES", default=10_485_760)
 MAX_IMPORT_CONVERSATIONS = env.int("MAX_IMPORT_CONVERSATIONS", default=1_000)
 
