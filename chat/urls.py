@@ -49,6 +49,7 @@ urlpatterns = [
         name="reply_stop",
     ),
     path("calls/<uuid:call_id>/", views.call_detail, name="call_detail"),
+    path("calls/<uuid:call_id>/record/", views.call_record, name="call_record"),
     path(
         "calls/<uuid:call_id>/<str:part>.json",
         views.call_download,

@@ -281,6 +281,14 @@ def call_detail(request: HttpRequest, call_id: uuid.UUID) -> HttpResponse:
 
 @login_required
 @require_GET
+def call_record(request: HttpRequest, call_id: uuid.UUID) -> HttpResponse:
+    """One call's inspector record, fetched when an older reply's inspector is opened."""
+    call = get_object_or_404(ApiCall, public_id=call_id, conversation__owner=request.user)
+    return render(request, "chat/_call_record.html", {"call": call})
+
+
+@login_required
+@require_GET
 def call_download(request: HttpRequest, call_id: uuid.UUID, part: str) -> HttpResponse:
     call = get_object_or_404(ApiCall, public_id=call_id, conversation__owner=request.user)
     body = call.request_body if part == "request" else call.response_body
@@ -296,15 +304,22 @@ def _response_type(call: ApiCall) -> str:
     return content_type.split(";")[0].strip() or "application/json"
 
 
-def _attach_calls(messages: list[Message]) -> None:
-    """Give each reply its calls (one query), for the inspector."""
+def _attach_calls(messages: list[Message], *, inline_last_only: bool = False) -> None:
+    """Give each reply its calls (one query), for the inspector.
+
+    With `inline_last_only`, only the last reply's call record is put in the
+    page; the others load when opened (a long conversation's raw bodies would
+    otherwise make the page hundreds of megabytes).
+    """
     calls_by_message = defaultdict(list)
     replies = [message for message in messages if message.role == Message.Role.ASSISTANT]
+    last_reply = replies[-1] if replies else None
     for call in ApiCall.objects.filter(message__in=replies):
         calls_by_message[call.message_id].append(call)
     for message in messages:
         message.call_list = calls_by_message.get(message.id, [])
         message.last_call = message.call_list[-1] if message.call_list else None
+        message.lazy_record = inline_last_only and message is not last_reply
 
 
 def _render_conversation(
@@ -317,7 +332,7 @@ def _render_conversation(
 ) -> HttpResponse:
     services.replies_expire_stale(conversation=conversation)
     path = services.conversation_path(conversation=conversation)
-    _attach_calls(path)
+    _attach_calls(path, inline_last_only=True)
     context = {
         "conversation": conversation,
         "path": path,

@@ -64,6 +64,7 @@ MATRIX: dict[str, Row] = {
     "reply_retry": Row(("conversation", "reply"), {"POST": OWNED_ACTION}),
     "reply_stop": Row(("conversation", "reply"), {"POST": (204, 404, LOGIN, LOGIN)}),
     "call_detail": Row(("call",), {"GET": OWNED}),
+    "call_record": Row(("call",), {"GET": OWNED}),
     "call_download": Row(("call", "request"), {"GET": OWNED}),
     "share_list": Row((), {"GET": MINE}),
     "share_update": Row(("share",), {"POST": OWNED_ACTION}),

@@ -236,6 +236,29 @@ function setUpChatForm() {
   });
 }
 
+// An older reply's inspector holds only a link; its record loads when it is opened.
+async function loadCallRecord(details) {
+  const placeholder = details.querySelector(":scope > .lazy-record");
+  if (!placeholder || details.dataset.loading) return;
+  details.dataset.loading = "true";
+  try {
+    const response = await fetch(details.dataset.recordUrl, { credentials: "same-origin" });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    replaceHtml(placeholder, await response.text());
+  } catch (error) {
+    placeholder.append(` (could not load it here: ${error.message})`);
+  } finally {
+    delete details.dataset.loading;
+  }
+}
+
+document.addEventListener("toggle", (event) => {
+  const details = event.target;
+  if (details.open && details.matches("details.inspector[data-record-url]")) {
+    loadCallRecord(details);
+  }
+}, true);  // toggle does not bubble
+
 document.addEventListener("DOMContentLoaded", () => {
   setUpCopyButtons(document);
   followPendingReplies();
