@@ -13,6 +13,7 @@ from .models import Conversation
 MAX_STOP_SEQUENCES = 4
 MAX_STOP_SEQUENCE_CHARS = 200
 MAX_JSON_DEPTH = 8
+MAX_COMPARE_COLUMNS = 4
 # Keys the app controls itself; a user setting them in "extra" would break the call.
 RESERVED_KEYS = {
     "model": "Choose the model with the Model field.",
@@ -139,8 +140,8 @@ class ParametersForm(forms.Form):
         return value
 
 
-class ChatForm(ParametersForm):
-    """The message box plus the parameter panel: one submit, one generation."""
+class MessageForm(forms.Form):
+    """A message and the token that makes one submit one generation (edit uses it alone)."""
 
     content = forms.CharField(
         label="Message",
@@ -149,8 +150,6 @@ class ChatForm(ParametersForm):
         widget=forms.Textarea(attrs={"rows": 4, "autofocus": True}),
     )
     idempotency_key = forms.CharField(max_length=64, widget=forms.HiddenInput)
-
-    field_order = ["content"]
 
     def clean_content(self) -> str:
         content = self.cleaned_data["content"]
@@ -213,6 +212,62 @@ class ImportForm(forms.Form):
                 f"The file is {upload.size:,} bytes; the limit is {settings.MAX_IMPORT_BYTES:,}."
             )
         return upload.read()
+class ChatForm(MessageForm, ParametersForm):
+    """The message box plus the parameter panel: one submit, one generation."""
+
+    field_order = ["content"]
+
+
+class EditForm(MessageForm):
+    """Edit and resend a user message; the same limits as the message box."""
+
+    prefix = "edit"
+    content = forms.CharField(
+        label="Edited message",
+        strip=False,
+        max_length=settings.MAX_MESSAGE_CHARS,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+
+
+class CompareColumnForm(ParametersForm):
+    """One column of a compare run; a column with no model is left out."""
+
+    use_required_attribute = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["model"].required = False
+        self.fields["model"].help_text = "Leave blank to leave this column out."
+
+    def is_used(self) -> bool:
+        return bool(self.cleaned_data.get("model"))
+
+
+class CompareForm(MessageForm):
+    """The prompt every column answers; the columns are CompareColumnForms."""
+
+    content = forms.CharField(
+        label="Prompt",
+        strip=False,
+        max_length=settings.MAX_MESSAGE_CHARS,
+        widget=forms.Textarea(attrs={"rows": 4, "autofocus": True}),
+    )
+
+
+def compare_column_forms(
+    data: Any = None, *, initial: list[dict] | None = None
+) -> list[CompareColumnForm]:
+    """Four column forms, prefixed column-1 to column-4."""
+    initial = initial or []
+    return [
+        CompareColumnForm(
+            data,
+            prefix=f"column-{number}",
+            initial=initial[number - 1] if number <= len(initial) else None,
+        )
+        for number in range(1, MAX_COMPARE_COLUMNS + 1)
+    ]
 
 
 class RenameForm(forms.Form):

@@ -87,6 +87,11 @@ class Message(models.Model):
     # Set by the Stop button; the streaming request that owns the reply polls it,
     # so Stop works whichever app process serves it.
     stop_requested = models.BooleanField(default=False)
+    # A reply made by a compare run answers with its column's parameters, not the
+    # conversation's (retries of it too).
+    compare_column = models.ForeignKey(
+        "CompareColumn", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -95,6 +100,8 @@ class Message(models.Model):
         indexes = [
             # Loading a conversation's tree in creation order.
             models.Index(fields=["conversation", "created"], name="message_conversation_created"),
+            # A message's siblings, for the "2 / 3" branch controls.
+            models.Index(fields=["parent", "created"], name="message_parent_created"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -126,6 +133,70 @@ class Message(models.Model):
             self.Status.STOPPED,
             self.Status.INTERRUPTED,
         }
+
+
+class CompareRun(models.Model):
+    """One prompt sent to several models or parameter sets at once.
+
+    The prompt is a user message; each column's reply is a child of it, so the
+    replies are ordinary siblings in the tree and the run only groups them.
+    """
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="compare_runs"
+    )
+    prompt = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="compare_runs")
+    # The reply the user continued with; null until they pick one.
+    chosen = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created", "id"]
+
+    def __str__(self) -> str:
+        return f"Compare run on {self.prompt}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("compare_detail", args=[self.conversation.public_id, self.public_id])
+
+
+class CompareColumn(models.Model):
+    """One parameter set of a compare run: the same fields as a conversation's panel."""
+
+    MAX_COLUMNS = 4
+
+    run = models.ForeignKey(CompareRun, on_delete=models.CASCADE, related_name="columns")
+    position = models.PositiveSmallIntegerField()
+    model = models.CharField(max_length=200)
+    system_prompt = models.TextField(blank=True)
+    temperature = models.FloatField(null=True, blank=True)
+    top_p = models.FloatField(null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    stop = models.JSONField(default=list, blank=True)
+    extra_params = models.JSONField(default=dict, blank=True)
+    # Claimed once by whatever generates the first reply (the form path at once, a
+    # browser's stream when it opens): one submit, one generation per column.
+    generation_started = models.BooleanField(default=False)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "position"], name="comparecolumn_unique_position"
+            ),
+            models.CheckConstraint(
+                condition=Q(position__lt=4), name="comparecolumn_position_below_max"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Column {self.position + 1}: {self.model}"
 
 
 class ApiCall(models.Model):

@@ -9,10 +9,11 @@ import queue
 import threading
 import time
 from collections.abc import Generator, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.core.cache import cache
@@ -21,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import client, limits
-from .models import ApiCall, Conversation, Message
+from .models import ApiCall, CompareColumn, Conversation, Message
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,19 @@ STOP_CHECK_INTERVAL = 0.5
 PING_INTERVAL = 0.5
 
 StreamUpdate = tuple[str, dict[str, Any]]
+
+
+class ParameterSet(Protocol):
+    """What a request is built from: a conversation's panel, or a compare column."""
+
+    model: str
+    system_prompt: str
+    temperature: float | None
+    top_p: float | None
+    max_tokens: int | None
+    stop: list[str]
+    extra_params: dict[str, Any]
+
 
 PARAMETER_FIELDS = ("model", "system_prompt", "temperature", "max_tokens", "top_p", "stop")
 MODELS_CACHE_KEY = "upstream-models"
@@ -116,28 +130,48 @@ def message_start(
     Returns (reply, created); created is False when this idempotency key was
     already used, and the reply is the one that first submit started.
     """
+    return exchange_start(
+        conversation=conversation,
+        parent=conversation.current_leaf,
+        content=content,
+        idempotency_key=idempotency_key,
+        parameters=parameters,
+    )
+
+
+def exchange_start(
+    *,
+    conversation: Conversation,
+    parent: Message | None,
+    content: str,
+    idempotency_key: str,
+    parameters: dict | None,
+) -> tuple[Message, bool]:
+    """A user message under `parent` and its pending reply, which becomes the current leaf.
+
+    Sending continues from the current leaf; editing starts a sibling of the
+    edited message. `parameters` (the panel's cleaned data) are saved first when
+    given. Returns (reply, created) as message_start does.
+    """
     existing = _reply_for_key(conversation, idempotency_key)
     if existing is not None:
         return existing, False
-    if conversation.messages.count() + 2 > settings.MAX_MESSAGES_PER_CONVERSATION:
-        raise ValidationError(
-            f"This conversation has reached {settings.MAX_MESSAGES_PER_CONVERSATION:,} "
-            "messages. Start a new conversation to go on."
-        )
+    messages_check_room(conversation=conversation, adding=2)
     limits.upstream_calls_take(user=conversation.owner)
     try:
         with transaction.atomic():
-            conversation_update_parameters(conversation=conversation, parameters=parameters)
+            if parameters is not None:
+                conversation_update_parameters(conversation=conversation, parameters=parameters)
             user_message = Message.objects.create(
                 conversation=conversation,
-                parent=conversation.current_leaf,
+                parent=parent,
                 role=Message.Role.USER,
                 content=content,
                 idempotency_key=idempotency_key,
             )
-            reply = _reply_placeholder(conversation, parent=user_message)
+            reply = reply_placeholder(conversation=conversation, parent=user_message)
             if conversation.title == Conversation._meta.get_field("title").default:
-                conversation.title = _title_from(content)
+                conversation.title = title_from(content)
             conversation.current_leaf = reply
             conversation.save(update_fields=["current_leaf", "title", "updated"])
     except IntegrityError:
@@ -147,6 +181,14 @@ def message_start(
             raise
         return existing, False
     return reply, True
+
+
+def messages_check_room(*, conversation: Conversation, adding: int) -> None:
+    if conversation.messages.count() + adding > settings.MAX_MESSAGES_PER_CONVERSATION:
+        raise ValidationError(
+            f"This conversation has reached {settings.MAX_MESSAGES_PER_CONVERSATION:,} "
+            "messages. Start a new conversation to go on."
+        )
 
 
 def reply_retry(*, reply: Message) -> Message:
@@ -168,7 +210,9 @@ def reply_prepare_retry(*, reply: Message) -> Message:
     if reply.status in {Message.Status.STOPPED, Message.Status.INTERRUPTED}:
         conversation = reply.conversation
         with transaction.atomic():
-            retry = _reply_placeholder(conversation, parent=reply.parent)
+            retry = reply_placeholder(
+                conversation=conversation, parent=reply.parent, compare_column=reply.compare_column
+            )
             conversation.current_leaf = retry
             conversation.save(update_fields=["current_leaf", "updated"])
         return retry
@@ -206,33 +250,58 @@ def replies_expire_stale(*, conversation: Conversation) -> None:
 
 
 def reply_generate(*, reply: Message) -> None:
-    """Call the upstream for a pending reply, retrying transient failures.
+    """Call the upstream for a pending reply, retrying transient failures."""
+    replies_generate(replies=[reply])
 
-    Retries only 429, 5xx and refused connections (GUIDE §4), waiting for
-    Retry-After when given, never longer than UPSTREAM_RETRY_MAX_WAIT.
+
+def replies_generate(*, replies: list[Message]) -> None:
+    """Call the upstream for pending replies, all at once, retrying transient failures.
+
+    Only the HTTP calls run in worker threads; every record is written here, in
+    the calling thread, so each reply is saved as soon as its own call ends and
+    the total time is that of the slowest call, not the sum. Retries only 429,
+    5xx and refused connections (GUIDE §4), waiting for Retry-After when given,
+    never longer than UPSTREAM_RETRY_MAX_WAIT.
     """
-    payload = build_payload(conversation=reply.conversation, leaf_id=reply.parent_id)
-    attempt = reply.calls.count()  # earlier attempts (a manual retry continues the count)
-    for retry in range(settings.UPSTREAM_MAX_RETRIES + 1):
-        attempt += 1
-        call = _call_record(reply, payload, attempt)
-        try:
-            completion = client.send_chat(call.prepared)
-        except client.UpstreamError as error:
-            _call_failed(call.record, error)
-            if error.retryable and retry < settings.UPSTREAM_MAX_RETRIES:
-                time.sleep(_retry_wait(error, retry))
-                continue
-            _reply_finish(reply, status=Message.Status.FAILED)
-            return
-        _call_succeeded(call.record, completion)
-        _reply_finish(
-            reply,
-            status=Message.Status.COMPLETE,
-            content=completion.content,
-            reasoning=completion.reasoning,
-        )
+    if not replies:
         return
+    with ThreadPoolExecutor(max_workers=len(replies), thread_name_prefix="reply") as pool:
+        in_flight: dict[Future, tuple[Message, _Call, int, dict[str, Any]]] = {}
+
+        def submit(reply: Message, payload: dict[str, Any], retry: int, delay: float) -> None:
+            # Earlier attempts count too: a manual retry continues the numbering.
+            call = _call_record(reply, payload, reply.calls.count() + 1)
+            future = pool.submit(_send_after, call.prepared, delay)
+            in_flight[future] = (reply, call, retry, payload)
+
+        for reply in replies:
+            submit(reply, _payload_for(reply), retry=0, delay=0.0)
+        while in_flight:
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                reply, call, retry, payload = in_flight.pop(future)
+                try:
+                    completion = future.result()
+                except client.UpstreamError as error:
+                    _call_failed(call.record, error)
+                    if error.retryable and retry < settings.UPSTREAM_MAX_RETRIES:
+                        submit(reply, payload, retry + 1, _retry_wait(error, retry))
+                    else:
+                        _reply_finish(reply, status=Message.Status.FAILED)
+                    continue
+                _call_succeeded(call.record, completion)
+                _reply_finish(
+                    reply,
+                    status=Message.Status.COMPLETE,
+                    content=completion.content,
+                    reasoning=completion.reasoning,
+                )
+
+
+def _send_after(prepared: client.PreparedCall, delay: float) -> client.Completion:
+    if delay:
+        time.sleep(delay)
+    return client.send_chat(prepared)
 
 
 def reply_stream(*, reply: Message) -> Iterator[StreamUpdate]:
@@ -246,10 +315,7 @@ def reply_stream(*, reply: Message) -> Iterator[StreamUpdate]:
     Retries (429, 5xx, refused) happen only before the stream opens, that is,
     before any token reached the browser.
     """
-    payload = {
-        **build_payload(conversation=reply.conversation, leaf_id=reply.parent_id),
-        "stream": True,
-    }
+    payload = {**_payload_for(reply), "stream": True}
     opened = yield from _stream_open(reply, payload)
     yield ("opened", {})
     if opened is not None:
@@ -408,23 +474,38 @@ def _stream_finish(
     _reply_finish(reply, status=status, content=stream.content, reasoning=stream.reasoning)
 
 
-def build_payload(*, conversation: Conversation, leaf_id: int | None) -> dict[str, Any]:
-    """The request body: only what the user set, extra parameters merged last."""
+def build_payload(
+    *, conversation: Conversation, leaf_id: int | None, parameters: ParameterSet | None = None
+) -> dict[str, Any]:
+    """The request body: only what the user set, extra parameters merged last.
+
+    The parameters are the conversation's unless a parameter set (a compare
+    column) is given.
+    """
+    parameters = conversation if parameters is None else parameters
     messages = []
-    if conversation.system_prompt:
-        messages.append({"role": "system", "content": conversation.system_prompt})
+    if parameters.system_prompt:
+        messages.append({"role": "system", "content": parameters.system_prompt})
     for message in message_path(conversation=conversation, leaf_id=leaf_id):
         if message.is_usable_context:
             messages.append({"role": message.role, "content": message.content})
-    payload: dict[str, Any] = {"model": conversation.model, "messages": messages}
+    payload: dict[str, Any] = {"model": parameters.model, "messages": messages}
     for name in ("temperature", "top_p", "max_tokens"):
-        value = getattr(conversation, name)
+        value = getattr(parameters, name)
         if value is not None:
             payload[name] = value
-    if conversation.stop:
-        payload["stop"] = conversation.stop
-    payload.update(conversation.extra_params)
+    if parameters.stop:
+        payload["stop"] = parameters.stop
+    payload.update(parameters.extra_params)
     return payload
+
+
+def _payload_for(reply: Message) -> dict[str, Any]:
+    """A reply is asked with its compare column's parameters, else the conversation's."""
+    column = CompareColumn.objects.filter(pk=reply.compare_column_id).first()
+    return build_payload(
+        conversation=reply.conversation, leaf_id=reply.parent_id, parameters=column
+    )
 
 
 @dataclass(frozen=True)
@@ -489,12 +570,20 @@ def _reply_finish(reply: Message, *, status: str, content: str = "", reasoning: 
     Conversation.objects.filter(pk=reply.conversation_id).update(updated=timezone.now())
 
 
-def _reply_placeholder(conversation: Conversation, *, parent: Message) -> Message:
+def reply_placeholder(
+    *,
+    conversation: Conversation,
+    parent: Message,
+    compare_column: CompareColumn | None = None,
+    idempotency_key: str = "",
+) -> Message:
     return Message.objects.create(
         conversation=conversation,
         parent=parent,
         role=Message.Role.ASSISTANT,
         status=Message.Status.PENDING,
+        compare_column=compare_column,
+        idempotency_key=idempotency_key,
     )
 
 
@@ -515,7 +604,7 @@ def _retry_wait(error: client.UpstreamError, retries_so_far: int) -> float:
     return min(wait, settings.UPSTREAM_RETRY_MAX_WAIT)
 
 
-def _title_from(content: str) -> str:
+def title_from(content: str) -> str:
     first_line = content.strip().splitlines()[0]
     return first_line[:60] + ("…" if len(first_line) > 60 else "")
 
