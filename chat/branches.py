@@ -100,7 +100,11 @@ def branch_delete(*, conversation: Conversation, message: Message) -> None:
     one before it, else the one after), or the parent when it had none.
     """
     children = tree_children(conversation=conversation)
-    doomed = {node.id for node in subtree(children, message)}
+    doomed_nodes = subtree(children, message)
+    if any(node.status == Message.Status.PENDING for node in doomed_nodes):
+        # Its generation is still writing to it; let it end (or Stop it) first.
+        raise ValidationError("A reply in this branch is still being generated.")
+    doomed = {node.id for node in doomed_nodes}
     with transaction.atomic():
         if conversation.current_leaf_id in doomed or conversation.current_leaf_id is None:
             conversation.current_leaf = _leaf_after_delete(children, message)

@@ -218,6 +218,12 @@ class ChatForm(MessageForm, ParametersForm):
     field_order = ["content"]
 
 
+class RegenerateForm(ParametersForm):
+    """Regenerate posts the chat form: the panel's parameters and its idempotency token."""
+
+    idempotency_key = forms.CharField(max_length=64, widget=forms.HiddenInput)
+
+
 class EditForm(MessageForm):
     """Edit and resend a user message; the same limits as the message box."""
 

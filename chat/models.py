@@ -1,5 +1,6 @@
 """Conversations, their message tree, and the raw record of every upstream call."""
 
+import json
 import secrets
 import uuid
 
@@ -197,6 +198,24 @@ class CompareColumn(models.Model):
 
     def __str__(self) -> str:
         return f"Column {self.position + 1}: {self.model}"
+
+    @property
+    def number(self) -> int:
+        return self.position + 1
+
+    def parameters_shown(self) -> list[tuple[str, str]]:
+        """The parameters this column set (unset ones are not sent), as (name, value)."""
+        shown = [
+            (name, str(getattr(self, name)))
+            for name in ("temperature", "top_p", "max_tokens")
+            if getattr(self, name) is not None
+        ]
+        if self.stop:
+            shown.append(("stop", ", ".join(self.stop)))
+        if self.system_prompt:
+            shown.append(("system prompt", self.system_prompt))
+        shown.extend((key, json.dumps(value)) for key, value in self.extra_params.items())
+        return shown
 
 
 class ApiCall(models.Model):

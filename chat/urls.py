@@ -1,7 +1,10 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
-from . import views
+from . import branch_views, compare_views, views
+
+MESSAGE = "c/<uuid:public_id>/messages/<uuid:message_id>/"
+RUN = "c/<uuid:public_id>/compare/<uuid:run_id>/"
 
 urlpatterns = [
     path(
@@ -47,6 +50,29 @@ urlpatterns = [
         "c/<uuid:public_id>/messages/<uuid:message_id>/stop/",
         views.reply_stop,
         name="reply_stop",
+    ),
+    path(f"{MESSAGE}regenerate/", branch_views.reply_regenerate, name="reply_regenerate"),
+    path(
+        f"{MESSAGE}regenerate/stream/",
+        branch_views.reply_regenerate_stream,
+        name="reply_regenerate_stream",
+    ),
+    path(f"{MESSAGE}edit/", branch_views.message_edit, name="message_edit"),
+    path(f"{MESSAGE}edit/stream/", branch_views.message_edit_stream, name="message_edit_stream"),
+    path(f"{MESSAGE}show/", branch_views.branch_switch, name="branch_switch"),
+    path(f"{MESSAGE}delete/", branch_views.branch_delete, name="branch_delete"),
+    path("c/<uuid:public_id>/compare/", compare_views.compare_new, name="compare_new"),
+    path("c/<uuid:public_id>/compare/start/", compare_views.compare_start, name="compare_start"),
+    path(RUN, compare_views.compare_detail, name="compare_detail"),
+    path(
+        f"{RUN}columns/<int:position>/stream/",
+        compare_views.compare_column_stream,
+        name="compare_column_stream",
+    ),
+    path(
+        f"{RUN}choose/<uuid:message_id>/",
+        compare_views.compare_choose,
+        name="compare_choose",
     ),
     path("calls/<uuid:call_id>/", views.call_detail, name="call_detail"),
     path("calls/<uuid:call_id>/record/", views.call_record, name="call_record"),

@@ -21,9 +21,10 @@ from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import client, exports, limits, services, sharing, snippets
+from . import branches, client, exports, limits, services, sharing, snippets
 from .forms import (
     ChatForm,
+    EditForm,
     ImportForm,
     ParametersForm,
     RenameForm,
@@ -31,7 +32,7 @@ from .forms import (
     ShareSettingsForm,
     SignUpForm,
 )
-from .models import ApiCall, Conversation, Message, Share
+from .models import ApiCall, CompareRun, Conversation, Message, Share
 
 CONVERSATIONS_PER_PAGE = 25
 
@@ -132,8 +133,24 @@ def message_stream(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         return HttpResponse(status=400)
     if not created:
         return HttpResponse(status=409)
+    return reply_event_stream(request, conversation, reply, new=[reply.parent, reply])
+
+
+def reply_event_stream(
+    request: HttpRequest,
+    conversation: Conversation,
+    reply: Message,
+    *,
+    new: list[Message],
+    in_compare: bool = False,
+) -> StreamingHttpResponse:
+    """Generate `reply` as server-sent events; `new` are the messages the start event shows.
+
+    `in_compare`: the messages are rendered as a compare page's column shows them.
+    """
     response = StreamingHttpResponse(
-        _reply_events(request, conversation, reply), content_type="text/event-stream"
+        _reply_events(request, conversation, reply, new, in_compare),
+        content_type="text/event-stream",
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # tell nginx not to buffer the stream
@@ -150,7 +167,8 @@ def message_fragment(
     conversation = _owned_conversation(request, public_id)
     services.replies_expire_stale(conversation=conversation)
     message = get_object_or_404(conversation.messages, public_id=message_id)
-    return HttpResponse(_message_html(request, conversation, message))
+    in_compare = request.GET.get("view") == "compare"  # a compare page's column
+    return HttpResponse(_message_html(request, conversation, message, in_compare=in_compare))
 
 
 @login_required
@@ -163,14 +181,18 @@ def reply_stop(request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUID
 
 
 def _reply_events(
-    request: HttpRequest, conversation: Conversation, reply: Message
+    request: HttpRequest,
+    conversation: Conversation,
+    reply: Message,
+    new: list[Message],
+    in_compare: bool,
 ) -> Iterator[bytes]:
     """The stream the browser reads: start, deltas, then the message as a reload shows it."""
     started = False
     for kind, data in services.reply_stream(reply=reply):
         if not started:
             # Rendered once the request is with the upstream, while the model thinks.
-            yield _start_event(request, conversation, reply)
+            yield _start_event(request, conversation, reply, new, in_compare)
             started = True
         if kind == "ping":
             yield b": ping\n\n"
@@ -183,34 +205,86 @@ def _reply_events(
         {
             "status": reply.status,
             "title": conversation.title,
-            "html": _message_html(request, conversation, reply),
+            "html": _message_html(request, conversation, reply, in_compare=in_compare),
             "next_idempotency_key": uuid.uuid4().hex,
         },
     )
 
 
-def _start_event(request: HttpRequest, conversation: Conversation, reply: Message) -> bytes:
-    # Neither message has a call to inspect yet: skip the query _message_html makes.
-    for message in (reply.parent, reply):
+def _start_event(
+    request: HttpRequest,
+    conversation: Conversation,
+    reply: Message,
+    new: list[Message],
+    in_compare: bool,
+) -> bytes:
+    """The new messages, to show after `after` (their parent) in place of what followed it."""
+    # No new message has a call to inspect yet: skip the query _message_html makes.
+    for message in new:
         message.call_list, message.last_call = [], None
-    html = _render_message(request, conversation, reply.parent) + _render_message(
-        request, conversation, reply
+    if not in_compare:
+        _attach_branch_controls(conversation, new)
+    html = "".join(
+        _render_message(request, conversation, message, in_compare=in_compare) for message in new
     )
-    return _sse("start", {"reply_id": str(reply.public_id), "html": html})
+    after = new[0].parent
+    return _sse(
+        "start",
+        {
+            "reply_id": str(reply.public_id),
+            "after": str(after.public_id) if after is not None else None,
+            "html": html,
+        },
+    )
 
 
 def _sse(event: str, data: dict) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
-def _message_html(request: HttpRequest, conversation: Conversation, message: Message) -> str:
+def _message_html(
+    request: HttpRequest, conversation: Conversation, message: Message, *, in_compare: bool = False
+) -> str:
     _attach_calls([message])
-    return _render_message(request, conversation, message)
+    if not in_compare:
+        _attach_branch_controls(conversation, [message])
+    return _render_message(request, conversation, message, in_compare=in_compare)
 
 
-def _render_message(request: HttpRequest, conversation: Conversation, message: Message) -> str:
-    context = {"conversation": conversation, "message": message}
+def _render_message(
+    request: HttpRequest, conversation: Conversation, message: Message, *, in_compare: bool = False
+) -> str:
+    context = {"conversation": conversation, "message": message, "in_compare": in_compare}
     return render_to_string("chat/_message.html", context, request=request)
+
+
+def _attach_branch_controls(
+    conversation: Conversation,
+    messages: list[Message],
+    *,
+    edit_form: EditForm | None = None,
+    edit_target: Message | None = None,
+) -> None:
+    """What each message's controls need: its siblings, an edit form, its compare run."""
+    branches.branches_attach(conversation=conversation, messages=messages)
+    prompts = [message for message in messages if message.role == Message.Role.USER]
+    runs = {run.prompt_id: run for run in CompareRun.objects.filter(prompt__in=prompts)}
+    for message in messages:
+        message.compare_run = runs.get(message.id)
+        if message.role != Message.Role.USER:
+            continue
+        if edit_target is not None and message.pk == edit_target.pk:
+            message.edit_form = edit_form
+        else:
+            message.edit_form = EditForm(
+                initial={"content": message.content, "idempotency_key": uuid.uuid4().hex},
+                auto_id=edit_form_id(message),
+            )
+
+
+def edit_form_id(message: Message) -> str:
+    """Each user message has its own edit form: ids must not collide on the page."""
+    return f"id_{message.public_id.hex}_%s"
 
 
 @login_required
@@ -238,6 +312,9 @@ def reply_retry(request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUI
         flash.error(request, error.message)
     except ValidationError:
         pass  # a second click on Retry finds the reply no longer failed; the page shows it
+    if request.POST.get("return_to") == "compare" and reply.compare_column is not None:
+        run = reply.compare_column.run
+        return redirect(f"{run.get_absolute_url()}#message-{reply.public_id}")
     return redirect(f"{conversation.get_absolute_url()}#message-{reply.public_id}")
 
 
@@ -328,11 +405,14 @@ def _render_conversation(
     form: ChatForm,
     *,
     rename_form: RenameForm | None = None,
+    edit_form: EditForm | None = None,
+    edit_target: Message | None = None,
     status: int = 200,
 ) -> HttpResponse:
     services.replies_expire_stale(conversation=conversation)
     path = services.conversation_path(conversation=conversation)
     _attach_calls(path, inline_last_only=True)
+    _attach_branch_controls(conversation, path, edit_form=edit_form, edit_target=edit_target)
     context = {
         "conversation": conversation,
         "path": path,

@@ -1,0 +1,153 @@
+"""Views for branches: regenerate, edit and resend, switch branch, delete a branch.
+
+Each has a form path (Post/Redirect/Get) and, for the two that make a reply, a
+streaming twin the page's script uses, answering the same form as server-sent
+events (400: submit the form normally; 409: this submit already has a reply).
+"""
+
+import uuid
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.views.decorators.http import require_POST
+
+from . import branches
+from .forms import ChatForm, EditForm, RegenerateForm
+from .models import Conversation, Message
+from .views import _owned_conversation, _render_conversation, edit_form_id, reply_event_stream
+
+
+def _owned_message(
+    request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUID
+) -> tuple[Conversation, Message]:
+    conversation = _owned_conversation(request, public_id)
+    return conversation, get_object_or_404(conversation.messages, public_id=message_id)
+
+
+def _at(conversation: Conversation, message: Message) -> str:
+    return f"{conversation.get_absolute_url()}#message-{message.public_id}"
+
+
+@login_required
+@require_POST
+def reply_regenerate(
+    request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUID
+) -> HttpResponse:
+    conversation, reply = _owned_message(request, public_id, message_id)
+    form = RegenerateForm(request.POST)
+    if not form.is_valid():
+        return _chat_form_errors(request, conversation)
+    try:
+        new_reply = branches.reply_regenerate(
+            conversation=conversation,
+            reply=reply,
+            idempotency_key=form.cleaned_data["idempotency_key"],
+            parameters=form.cleaned_data,
+        )
+    except ValidationError:
+        return redirect(_at(conversation, reply))  # still generating: the page shows it
+    return redirect(_at(conversation, new_reply))
+
+
+@login_required
+@require_POST
+def reply_regenerate_stream(
+    request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUID
+) -> HttpResponse:
+    conversation, reply = _owned_message(request, public_id, message_id)
+    form = RegenerateForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse(status=400)
+    try:
+        new_reply, created = branches.reply_regenerate_start(
+            conversation=conversation,
+            reply=reply,
+            idempotency_key=form.cleaned_data["idempotency_key"],
+            parameters=form.cleaned_data,
+        )
+    except ValidationError:
+        return HttpResponse(status=400)
+    if not created:
+        return HttpResponse(status=409)
+    return reply_event_stream(request, conversation, new_reply, new=[new_reply])
+
+
+def _chat_form_errors(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+    """The panel's errors, shown the way Save parameters shows them; the text is kept."""
+    chat_form = ChatForm(request.POST)
+    chat_form.is_valid()
+    chat_form.errors.pop("content", None)  # regenerating needs no message
+    return _render_conversation(request, conversation, chat_form, status=400)
+
+
+@login_required
+@require_POST
+def message_edit(request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUID) -> HttpResponse:
+    conversation, original = _owned_message(request, public_id, message_id)
+    form = EditForm(request.POST, auto_id=edit_form_id(original))
+    if form.is_valid():
+        try:
+            reply = branches.message_edit(
+                conversation=conversation,
+                original=original,
+                content=form.cleaned_data["content"],
+                idempotency_key=form.cleaned_data["idempotency_key"],
+            )
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            return redirect(_at(conversation, reply))
+    chat_form = ChatForm(
+        initial={**RegenerateForm.initial_for(conversation), "idempotency_key": uuid.uuid4().hex}
+    )
+    return _render_conversation(
+        request, conversation, chat_form, edit_form=form, edit_target=original, status=400
+    )
+
+
+@login_required
+@require_POST
+def message_edit_stream(
+    request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUID
+) -> HttpResponse:
+    conversation, original = _owned_message(request, public_id, message_id)
+    form = EditForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse(status=400)
+    try:
+        reply, created = branches.message_edit_start(
+            conversation=conversation,
+            original=original,
+            content=form.cleaned_data["content"],
+            idempotency_key=form.cleaned_data["idempotency_key"],
+        )
+    except ValidationError:
+        return HttpResponse(status=400)
+    if not created:
+        return HttpResponse(status=409)
+    return reply_event_stream(request, conversation, reply, new=[reply.parent, reply])
+
+
+@login_required
+@require_POST
+def branch_switch(
+    request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUID
+) -> HttpResponse:
+    conversation, message = _owned_message(request, public_id, message_id)
+    branches.branch_switch(conversation=conversation, message=message)
+    return redirect(_at(conversation, message))
+
+
+@login_required
+@require_POST
+def branch_delete(
+    request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUID
+) -> HttpResponse:
+    conversation, message = _owned_message(request, public_id, message_id)
+    try:
+        branches.branch_delete(conversation=conversation, message=message)
+    except ValidationError:
+        return redirect(_at(conversation, message))  # the page shows it still generating
+    return redirect(conversation)
