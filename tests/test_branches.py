@@ -67,9 +67,11 @@ def assert_tree_is_consistent(conversation):
     messages = list(Message.objects.filter(conversation=conversation))
     ids = {message.id for message in messages}
     assert all(message.parent_id is None or message.parent_id in ids for message in messages)
-    assert not Message.objects.exclude(conversation=conversation).filter(
-        parent__conversation=conversation
-    ).exists()
+    assert (
+        not Message.objects.exclude(conversation=conversation)
+        .filter(parent__conversation=conversation)
+        .exists()
+    )
     conversation.refresh_from_db()
     if messages:
         assert conversation.current_leaf_id in ids
@@ -216,7 +218,10 @@ def test_it_deletes_a_branch_and_nothing_else(conversation):
     second_reply = regenerate(conversation, first_reply, "r2")
     kept_after = say(conversation, "On the second branch")
     before = set(Message.objects.values_list("pk", flat=True))
-    doomed = {first_reply.pk, *Message.objects.filter(parent=first_reply).values_list("pk", flat=True)}
+    doomed = {
+        first_reply.pk,
+        *Message.objects.filter(parent=first_reply).values_list("pk", flat=True),
+    }
     doomed |= set(Message.objects.filter(parent__parent=first_reply).values_list("pk", flat=True))
 
     branches.branch_delete(conversation=conversation, message=first_reply)
@@ -363,7 +368,7 @@ def test_it_keeps_the_edited_text_when_it_is_invalid(alice_client, conversation,
     page = response.content.decode()
     assert "Ensure this value has at most 100000 characters" in page
     assert too_long in page
-    assert "<details class=\"edit\" open>" in page
+    assert '<details class="edit" open>' in page
     blank = post(
         alice_client,
         "message_edit",
