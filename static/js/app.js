@@ -88,16 +88,20 @@ class ChatStreamer {
     window.addEventListener("pagehide", () => this.aborter?.abort());
   }
 
-  async submit() {
+  // Streams what `form` posts to `url`: a message (the chat form), a regeneration (the chat
+  // form, sent by a Regenerate button) or an edited message (that message's edit form).
+  async submit(url, form, submitter, { clearMessage }) {
     this.setBusy(true);
+    this.activeForm = form;
+    this.clearMessage = clearMessage;
     this.aborter = new AbortController();
     let response;
     try {
-      response = await fetch(this.form.dataset.streamUrl, {
+      response = await fetch(url, {
         signal: this.aborter.signal,
         method: "POST",
-        body: new FormData(this.form),
-        headers: { "X-CSRFToken": csrfToken(this.form) },
+        body: new FormData(form),
+        headers: { "X-CSRFToken": csrfToken(form) },
         credentials: "same-origin",
       });
     } catch (error) {
@@ -105,7 +109,7 @@ class ChatStreamer {
     }
     if (response.status === 400) {
       // Invalid input: the plain form path saves nothing and shows the errors.
-      HTMLFormElement.prototype.submit.call(this.form);
+      submitPlainly(form, submitter);
       return;
     }
     if (!response.ok) {
@@ -123,10 +127,11 @@ class ChatStreamer {
   handle(event, data) {
     if (event === "start") {
       document.getElementById("empty-conversation")?.remove();
+      this.dropBranchAfter(data.after);
       const nodes = insertHtml(this.list, data.html);
       this.replyNode = nodes[nodes.length - 1];
       this.replyId = data.reply_id;
-      this.message.value = "";
+      if (this.clearMessage) this.message.value = "";
       this.stop.hidden = false;
       this.replyNode.scrollIntoView({ block: "nearest" });
     } else if (event === "delta") {
@@ -142,6 +147,16 @@ class ChatStreamer {
       this.form.querySelector("input[name=idempotency_key]").value = data.next_idempotency_key;
       this.setBusy(false);
     }
+  }
+
+  // The new messages start a branch after `after` (null: at the root): what the page shows
+  // after that point is the branch being left, still one "‹ ›" click away.
+  dropBranchAfter(after) {
+    const anchor = after ? document.getElementById(`message-${after}`) : null;
+    if (after && !anchor) return;
+    const nodes = [...this.list.children];
+    const keep = anchor ? nodes.indexOf(anchor) + 1 : 0;
+    nodes.slice(keep).forEach((node) => node.remove());
   }
 
   append(selector, text) {
@@ -181,6 +196,7 @@ class ChatStreamer {
       this.replyId = null;
       this.stop.hidden = true;
       delete this.form.dataset.submitting;
+      if (this.activeForm) delete this.activeForm.dataset.submitting;
     }
   }
 }
@@ -189,19 +205,28 @@ class ChatStreamer {
 // before a reload): show its progress, and its final state once it ends.
 function followPendingReplies() {
   for (const node of document.querySelectorAll("li.status-pending[data-message-url]")) {
-    followReply(node);
+    // A compare column waiting for its stream: compare.js opens it.
+    if (!node.closest("[data-stream-url]")) followReply(node);
   }
 }
 
+// Resolves with the reply's node once it is no longer pending (or gone).
 async function followReply(node) {
   for (;;) {
     await new Promise((resolve) => setTimeout(resolve, 1000));
-    if (!node.isConnected) return;
+    if (!node.isConnected) return node;
     const response = await fetch(node.dataset.messageUrl, { credentials: "same-origin" });
-    if (!response.ok) return;
+    if (!response.ok) return node;
     node = replaceHtml(node, await response.text());
-    if (!node.classList.contains("status-pending")) return;
+    if (!node.classList.contains("status-pending")) return node;
   }
+}
+
+// Hands a submit the script took over back to the browser (with the button's formaction).
+function submitPlainly(form, submitter) {
+  form.dataset.plain = "true";
+  if (submitter) form.requestSubmit(submitter);
+  else HTMLFormElement.prototype.submit.call(form);
 }
 
 function setUpChatForm() {
@@ -209,19 +234,32 @@ function setUpChatForm() {
   if (!form) return;
   const streamer = form.dataset.streamUrl && window.ReadableStream ? new ChatStreamer(form) : null;
   form.addEventListener("submit", (event) => {
+    if (form.dataset.plain) return;  // handed back to the browser: a normal submit
     // One submit, one generation: the server also checks the idempotency key.
     if (form.dataset.submitting) {
       event.preventDefault();
       return;
     }
     form.dataset.submitting = "true";
-    const sendsMessage = !event.submitter || event.submitter.classList.contains("primary");
-    if (streamer && sendsMessage) {
+    const submitter = event.submitter;
+    const sendsMessage = !submitter || submitter.classList.contains("primary");
+    // Send streams from the form's URL; Regenerate (a button of this form) from its own.
+    const streamUrl = sendsMessage ? form.dataset.streamUrl : submitter.dataset.streamUrl;
+    if (streamer && streamUrl) {
       event.preventDefault();
-      streamer.submit();
-    } else if (event.submitter && event.submitter.dataset.busyLabel) {
-      event.submitter.textContent = event.submitter.dataset.busyLabel;
+      streamer.submit(streamUrl, form, submitter, { clearMessage: sendsMessage });
+    } else if (submitter && submitter.dataset.busyLabel) {
+      submitter.textContent = submitter.dataset.busyLabel;
     }
+  });
+  // Edit forms (one per user message, also in messages added by a stream) stream too.
+  document.addEventListener("submit", (event) => {
+    const edit = event.target;
+    if (!streamer || !edit.classList.contains("edit-form") || edit.dataset.plain) return;
+    event.preventDefault();
+    if (edit.dataset.submitting || form.dataset.submitting) return;
+    edit.dataset.submitting = form.dataset.submitting = "true";
+    streamer.submit(edit.dataset.streamUrl, edit, event.submitter, { clearMessage: false });
   });
   // A page restored from the back/forward cache must not stay "Sending…".
   window.addEventListener("pageshow", (event) => {
