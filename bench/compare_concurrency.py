@@ -172,9 +172,10 @@ def main() -> None:
 
     from chat.demo_upstream import DemoUpstream
 
-    with tempfile.TemporaryDirectory() as workdir, DemoUpstream(
-        first_token_delay=FIRST_TOKEN_DELAY
-    ) as upstream:
+    with (
+        tempfile.TemporaryDirectory() as workdir,
+        DemoUpstream(first_token_delay=FIRST_TOKEN_DELAY) as upstream,
+    ):
         set_up_django(Path(workdir), upstream.base_url)
         from django.contrib.auth import get_user_model
 

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import ApiCall, Conversation, Message
+from .models import ApiCall, CompareColumn, CompareRun, Conversation, Message
 
 
 class MessageInline(admin.TabularInline):
@@ -31,6 +31,7 @@ class MessageAdmin(admin.ModelAdmin):
         "public_id",
         "conversation",
         "parent",
+        "compare_column",
         "idempotency_key",
         "created",
         "updated",
@@ -47,3 +48,22 @@ class ApiCallAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+class CompareColumnInline(admin.TabularInline):
+    model = CompareColumn
+    fields = ["position", "model", "temperature", "top_p", "max_tokens", "generation_started"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
+@admin.register(CompareRun)
+class CompareRunAdmin(admin.ModelAdmin):
+    list_display = ["public_id", "conversation", "created"]
+    search_fields = ["public_id", "conversation__title"]
+    readonly_fields = ["public_id", "conversation", "prompt", "chosen", "created", "updated"]
+    inlines = [CompareColumnInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # a run is made by sending a prompt, not by hand

@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
 from . import branches
-from .forms import ChatForm, EditForm, RegenerateForm
+from .forms import ChatForm, EditForm, ParametersForm, RegenerateForm
 from .models import Conversation, Message
 from .views import _owned_conversation, _render_conversation, edit_form_id, reply_event_stream
 
@@ -100,7 +100,7 @@ def message_edit(request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UU
         else:
             return redirect(_at(conversation, reply))
     chat_form = ChatForm(
-        initial={**RegenerateForm.initial_for(conversation), "idempotency_key": uuid.uuid4().hex}
+        initial={**ParametersForm.initial_for(conversation), "idempotency_key": uuid.uuid4().hex}
     )
     return _render_conversation(
         request, conversation, chat_form, edit_form=form, edit_target=original, status=400

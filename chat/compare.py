@@ -14,7 +14,6 @@ from . import branches, services
 from .models import CompareColumn, CompareRun, Conversation, Message
 
 MIN_COLUMNS = 2
-COLUMN_FIELDS = ("model", "system_prompt", "temperature", "top_p", "max_tokens", "stop")
 
 
 def compare_send(
@@ -92,8 +91,13 @@ def _run_create(
             run=run,
             position=position,
             generation_started=claim,
+            model=parameters["model"],
+            system_prompt=parameters.get("system_prompt") or "",
+            temperature=parameters.get("temperature"),
+            top_p=parameters.get("top_p"),
+            max_tokens=parameters.get("max_tokens"),
+            stop=parameters.get("stop") or [],
             extra_params=parameters.get("extra_params") or {},
-            **{name: parameters.get(name) for name in COLUMN_FIELDS},
         )
         replies.append(
             services.reply_placeholder(

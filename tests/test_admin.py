@@ -4,7 +4,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from chat.models import ApiCall, Conversation, Message
+from chat import compare
+from chat.models import ApiCall, CompareRun, Conversation, Message
 from tests.helpers import send
 
 pytestmark = pytest.mark.django_db
@@ -14,13 +15,20 @@ pytestmark = pytest.mark.django_db
 def admin_client_with_data(alice_client, alice, django_user_model):
     conversation = Conversation.objects.create(owner=alice, model="demo/echo")
     send(alice_client, conversation, "for the admin")
+    column = {"model": "demo/echo", "stop": [], "extra_params": {}}
+    compare.compare_send(
+        conversation=conversation,
+        content="compared",
+        idempotency_key="admin-run",
+        parameter_sets=[column, column],
+    )
     admin = django_user_model.objects.create_superuser("root", password="root-password-1")
     client = Client()
     client.force_login(admin)
     return client
 
 
-@pytest.mark.parametrize("model", [Conversation, Message, ApiCall])
+@pytest.mark.parametrize("model", [Conversation, Message, ApiCall, CompareRun])
 def test_every_admin_page_loads(admin_client_with_data, model):
     name = model._meta.model_name
     listing = admin_client_with_data.get(reverse(f"admin:chat_{name}_changelist"))

@@ -205,8 +205,8 @@ class ChatStreamer {
 // before a reload): show its progress, and its final state once it ends.
 function followPendingReplies() {
   for (const node of document.querySelectorAll("li.status-pending[data-message-url]")) {
-    // A compare column waiting for its stream: compare.js opens it.
-    if (!node.closest("[data-stream-url]")) followReply(node);
+    // A compare page's columns are compare.js's: it streams or follows each of them.
+    if (!node.closest(".compare-column")) followReply(node);
   }
 }
 
