@@ -40,7 +40,7 @@ def test_every_admin_page_loads(admin_client_with_data, model):
 
 
 def test_the_raw_call_record_cannot_be_edited(admin_client_with_data):
-    call = ApiCall.objects.get()
+    call = ApiCall.objects.first()
     url = reverse("admin:chat_apicall_change", args=[call.pk])
 
     page = admin_client_with_data.get(url).content.decode()
