@@ -212,6 +212,8 @@ class ImportForm(forms.Form):
                 f"The file is {upload.size:,} bytes; the limit is {settings.MAX_IMPORT_BYTES:,}."
             )
         return upload.read()
+
+
 class ChatForm(MessageForm, ParametersForm):
     """The message box plus the parameter panel: one submit, one generation."""
 
