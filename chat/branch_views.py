@@ -46,8 +46,9 @@ def reply_regenerate(
             idempotency_key=form.cleaned_data["idempotency_key"],
             parameters=form.cleaned_data,
         )
-    except ValidationError:
-        return redirect(_at(conversation, reply))  # still generating: the page shows it
+    except ValidationError as error:
+        # Over the call limit, or a reply still generating: the panel is shown as it was sent.
+        return _chat_form_errors(request, conversation, error)
     return redirect(_at(conversation, new_reply))
 
 
@@ -74,11 +75,15 @@ def reply_regenerate_stream(
     return reply_event_stream(request, conversation, new_reply, new=[new_reply])
 
 
-def _chat_form_errors(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+def _chat_form_errors(
+    request: HttpRequest, conversation: Conversation, error: ValidationError | None = None
+) -> HttpResponse:
     """The panel's errors, shown the way Save parameters shows them; the text is kept."""
     chat_form = ChatForm(request.POST)
     chat_form.is_valid()
     chat_form.errors.pop("content", None)  # regenerating needs no message
+    if error is not None:
+        chat_form.add_error(None, error)
     return _render_conversation(request, conversation, chat_form, status=400)
 
 

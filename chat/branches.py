@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from . import services
+from . import limits, services
 from .models import Conversation, Message
 
 
@@ -155,6 +155,7 @@ def reply_regenerate_start(
     if existing is not None:
         return existing, False
     services.messages_check_room(conversation=conversation, adding=1)
+    limits.upstream_calls_take(user=conversation.owner)
     try:
         with transaction.atomic():
             services.conversation_update_parameters(

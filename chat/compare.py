@@ -10,7 +10,7 @@ columns only record the grouping and each column's parameters.
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from . import branches, services
+from . import branches, limits, services
 from .models import CompareColumn, CompareRun, Conversation, Message
 
 MIN_COLUMNS = 2
@@ -59,6 +59,8 @@ def compare_start(
     if existing is not None:
         return existing, False
     services.messages_check_room(conversation=conversation, adding=1 + len(parameter_sets))
+    # Each column is a call: a 4-column run counts 4 against the per-minute limit.
+    limits.upstream_calls_take(user=conversation.owner, calls=len(parameter_sets))
     try:
         with transaction.atomic():
             run = _run_create(conversation, content, idempotency_key, parameter_sets, claim)

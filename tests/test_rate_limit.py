@@ -91,3 +91,48 @@ def test_zero_turns_the_limit_off(settings, alice_client, conversation):
 
     for number in range(5):
         assert send(alice_client, conversation, f"message {number}").status_code == 302
+
+
+def test_regenerate_edit_and_compare_count_against_the_limit(
+    limit_of_two, alice_client, conversation, upstream
+):
+    send(alice_client, conversation, "one")
+    reply = Message.objects.get(role="assistant")
+    question = reply.parent
+    regenerate = reverse("reply_regenerate", args=[conversation.public_id, reply.public_id])
+    edit = reverse("message_edit", args=[conversation.public_id, question.public_id])
+    compare = reverse("compare_new", args=[conversation.public_id])
+
+    assert alice_client.post(regenerate, form_data("", temperature="0.5")).status_code == 302
+    refused = alice_client.post(regenerate, form_data("", temperature="0.7"))
+    edited = alice_client.post(edit, {"edit-content": "one, edited", "edit-idempotency_key": "e"})
+    compared = alice_client.post(
+        compare,
+        {
+            "content": "a prompt kept",
+            "idempotency_key": "c",
+            "column-1-model": "demo/a",
+            "column-2-model": "demo/b",
+        },
+    )
+
+    for response in (refused, edited, compared):
+        assert response.status_code == 400
+        assert "You have reached the limit of 2 calls" in response.content.decode()
+    assert 'name="temperature" value="0.7"' in refused.content.decode()
+    assert "one, edited</textarea>" in edited.content.decode()
+    assert "a prompt kept</textarea>" in compared.content.decode()
+    assert Message.objects.count() == 3  # only the send and one regeneration were saved
+    assert len(upstream.chat_requests()) == 2
+
+
+def test_a_compare_run_counts_one_call_per_column(settings, alice_client, conversation, upstream):
+    settings.UPSTREAM_CALLS_PER_MINUTE = 3
+    compare = reverse("compare_new", args=[conversation.public_id])
+    columns = {f"column-{n}-model": f"demo/{n}" for n in range(1, 5)}
+
+    response = alice_client.post(compare, {"content": "x", "idempotency_key": "k", **columns})
+
+    assert response.status_code == 400
+    assert "limit of 3 calls" in response.content.decode()
+    assert upstream.chat_requests() == []
