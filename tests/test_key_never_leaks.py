@@ -15,7 +15,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from chat.models import ApiCall, Conversation, Message, Share
+from chat.models import ApiCall, CompareRun, Conversation, Message, Share
 from tests.helpers import form_data, send
 
 pytestmark = pytest.mark.django_db
@@ -81,6 +81,7 @@ def drive_every_flow(alice, alice_client, bob_client, admin_client, record: Reco
         form_data("Break", extra_params='{"demo_fault": "reset_after=2"}'),
     )
     record.post(alice_client, detail("parameters_save"), form_data(temperature="0.5"))
+    drive_branches_and_compare(alice_client, conversation, detail, record)
     for page in (url, reverse("conversation_list"), reverse("share_list")):
         record.get(alice_client, page)
     for call in ApiCall.objects.all():
@@ -101,11 +102,49 @@ def drive_every_flow(alice, alice_client, bob_client, admin_client, record: Reco
     upload = SimpleUploadedFile("export.json", record.last_body, content_type="application/json")
     record.post(bob_client, reverse("conversations_import"), {"file": upload})
 
-    for model in (Conversation, Message, ApiCall):
+    for model in (Conversation, Message, ApiCall, CompareRun):
         name = model._meta.model_name
         record.get(admin_client, reverse(f"admin:chat_{name}_changelist"))
         for pk in model.objects.values_list("pk", flat=True)[:20]:
             record.get(admin_client, reverse(f"admin:chat_{name}_change", args=[pk]))
+
+
+def drive_branches_and_compare(alice_client, conversation, detail, record: Recorder) -> None:
+    reply = Message.objects.filter(role="assistant", status=Message.Status.COMPLETE).first()
+    question = reply.parent
+    record.post(alice_client, detail("reply_regenerate", reply.public_id), form_data(""))
+    record.post(alice_client, detail("reply_regenerate_stream", reply.public_id), form_data(""))
+    for name, key in (("message_edit", "edit-1"), ("message_edit_stream", "edit-2")):
+        edited = {"edit-content": f"Edited {key}", "edit-idempotency_key": key}
+        record.post(alice_client, detail(name, question.public_id), edited)
+    record.post(alice_client, detail("branch_switch", reply.public_id))
+    columns = {
+        "column-1-model": "demo/echo",
+        "column-2-model": "demo/fault:status=500",
+        "column-3-model": "demo/echo",
+        "column-3-extra_params": '{"enable_thinking": true}',
+    }
+    record.post(
+        alice_client,
+        detail("compare_new"),
+        {"content": "Compare", "idempotency_key": "c1", **columns},
+    )
+    record.post(
+        alice_client,
+        detail("compare_start"),
+        {"content": "Stream", "idempotency_key": "c2", **columns},
+    )
+    for run in CompareRun.objects.all():
+        record.get(alice_client, run.get_absolute_url())
+        for position in range(3):
+            record.post(alice_client, detail("compare_column_stream", run.public_id, position))
+        chosen = Message.objects.filter(compare_column__run=run).first()
+        record.post(alice_client, detail("compare_choose", run.public_id, chosen.public_id))
+    record.get(alice_client, detail("compare_new"))
+    # Every flow above really ran (a refused form would leave nothing to search).
+    assert Message.objects.filter(idempotency_key__startswith="edit-").count() == 2
+    assert Message.objects.filter(parent=reply.parent, role="assistant").count() == 3
+    assert CompareRun.objects.filter(chosen__isnull=False).count() == 2
 
 
 def every_row_as_text() -> list[tuple[str, str]]:
