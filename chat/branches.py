@@ -16,6 +16,8 @@ from django.db.models import Q
 from . import limits, services
 from .models import Conversation, Message
 
+REGENERATE_KEY_PREFIX = "r:"
+
 
 @dataclass(frozen=True)
 class BranchPosition:
@@ -151,6 +153,9 @@ def reply_regenerate_start(
     """
     if reply.role != Message.Role.ASSISTANT or reply.status == Message.Status.PENDING:
         raise ValidationError("Only a finished reply can be regenerated.")
+    # Regenerate posts the chat form's token; stored as it is, it would block the Send that
+    # reuses it when a regeneration's stream broke before the page got a fresh one.
+    idempotency_key = REGENERATE_KEY_PREFIX + idempotency_key
     existing = _regenerated_for_key(conversation, idempotency_key)
     if existing is not None:
         return existing, False
@@ -169,7 +174,7 @@ def reply_regenerate_start(
     except IntegrityError:
         existing = _regenerated_for_key(conversation, idempotency_key)
         if existing is None:
-            raise
+            raise ValidationError(services.KEY_REUSED) from None
         return existing, False
     return new_reply, True
 

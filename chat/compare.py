@@ -14,6 +14,7 @@ from . import branches, limits, services
 from .models import CompareColumn, CompareRun, Conversation, Message
 
 MIN_COLUMNS = 2
+COMPARE_KEY_PREFIX = "c:"
 
 
 def compare_send(
@@ -55,6 +56,7 @@ def compare_start(
         raise ValidationError(
             f"Compare {MIN_COLUMNS} to {CompareColumn.MAX_COLUMNS} models or parameter sets."
         )
+    idempotency_key = COMPARE_KEY_PREFIX + idempotency_key  # apart from the keys of sends
     existing = _run_for_key(conversation, idempotency_key)
     if existing is not None:
         return existing, False
@@ -67,7 +69,7 @@ def compare_start(
     except IntegrityError:
         existing = _run_for_key(conversation, idempotency_key)
         if existing is None:
-            raise
+            raise ValidationError(services.KEY_REUSED) from None
         return existing, False
     return run, True
 

@@ -223,7 +223,8 @@ class ChatForm(MessageForm, ParametersForm):
 class RegenerateForm(ParametersForm):
     """Regenerate posts the chat form: the panel's parameters and its idempotency token."""
 
-    idempotency_key = forms.CharField(max_length=64, widget=forms.HiddenInput)
+    # Stored with a 2-character prefix in a 64-character column.
+    idempotency_key = forms.CharField(max_length=62, widget=forms.HiddenInput)
 
 
 class EditForm(MessageForm):
@@ -254,6 +255,9 @@ class CompareColumnForm(ParametersForm):
 
 class CompareForm(MessageForm):
     """The prompt every column answers; the columns are CompareColumnForms."""
+
+    # Stored with a 2-character prefix in a 64-character column.
+    idempotency_key = forms.CharField(max_length=62, widget=forms.HiddenInput)
 
     content = forms.CharField(
         label="Prompt",

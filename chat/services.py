@@ -49,6 +49,8 @@ class ParameterSet(Protocol):
 
 PARAMETER_FIELDS = ("model", "system_prompt", "temperature", "max_tokens", "top_p", "stop")
 MODELS_CACHE_KEY = "upstream-models"
+# A form token already used by another kind of submit (only a hand-made form does that).
+KEY_REUSED = "This form was already submitted. Reload the page and try again."
 
 
 # --- Conversations -----------------------------------------------------------
@@ -178,7 +180,7 @@ def exchange_start(
         # A concurrent submit with the same key won the race: show its reply.
         existing = _reply_for_key(conversation, idempotency_key)
         if existing is None:
-            raise
+            raise ValidationError(KEY_REUSED) from None
         return existing, False
     return reply, True
 

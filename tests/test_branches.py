@@ -121,6 +121,19 @@ def test_it_regenerates_once_per_submit(conversation, upstream):
     assert len(upstream.chat_requests()) == 2  # the send and one regeneration
 
 
+def test_a_send_reusing_a_regenerations_token_still_sends(conversation, upstream):
+    # With JavaScript, Regenerate posts the chat form's token; if its stream breaks before the
+    # page gets a fresh one, the next Send carries the same token.
+    first = say(conversation, "Hello")
+    regenerate(conversation, first, "shared-token")
+
+    reply = say(conversation, "Next", key="shared-token")
+
+    assert reply.status == Message.Status.COMPLETE
+    assert reply.parent.content == "Next"
+    assert len(upstream.chat_requests()) == 3
+
+
 def test_it_refuses_to_regenerate_a_user_message(conversation):
     reply = say(conversation, "Hello")
 

@@ -131,6 +131,17 @@ def test_it_starts_one_run_per_submit(conversation, upstream):
     assert len(upstream.chat_requests()) == 2
 
 
+def test_a_compare_with_a_token_a_send_used_still_runs(conversation, alice_client):
+    # Only a hand-made form does this: the tokens of compares and sends are kept apart.
+    send(alice_client, conversation, "Hello", idempotency_key="used")
+    conversation.refresh_from_db()
+
+    run = run_compare(conversation, column("demo/a"), column("demo/b"), key="used")
+
+    assert run.prompt.content == "Compare this"
+    assert Message.objects.filter(role="user").count() == 2
+
+
 def test_it_refuses_fewer_than_two_or_more_than_four_columns(conversation):
     for count in (1, 5):
         with pytest.raises(compare.ValidationError):

@@ -80,6 +80,27 @@ def test_the_chat_form_never_fails_with_a_500(alice_client, conversation, data):
 
 
 @PROPERTY
+@given(first=form_fields, second=form_fields)
+def test_the_compare_form_never_fails_with_a_500(alice_client, conversation, first, second):
+    data = {"content": first["content"], "idempotency_key": first["idempotency_key"]}
+    for number, column in ((1, first), (2, second)):
+        for name in ("model", "system_prompt", "temperature", "top_p", "max_tokens", "stop"):
+            data[f"column-{number}-{name}"] = column[name]
+        data[f"column-{number}-extra_params"] = column["extra_params"]
+    before = Message.objects.count()
+    key_used = Message.objects.filter(idempotency_key=data["idempotency_key"]).exists()
+
+    response = alice_client.post(reverse("compare_new", args=[conversation.public_id]), data)
+
+    assert response.status_code in {302, 400}
+    saved = Message.objects.count() - before
+    if response.status_code == 400 or key_used:
+        assert saved == 0
+    else:
+        assert saved == 3  # the prompt and one reply per column
+
+
+@PROPERTY
 @given(data=form_fields)
 def test_a_valid_form_always_makes_a_json_body_of_only_what_was_set(conversation, data):
     form = ChatForm(data)
