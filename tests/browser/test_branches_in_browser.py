@@ -198,3 +198,27 @@ def test_it_compares_without_javascript(logged_in_no_js_page, demo_upstream):
     column_on_run_page(page, 1).get_by_role("button", name="Continue with this reply").click()
     expect_demo_reply(page, "No scripts", reply(page))
     expect(branch_controls(reply(page))).to_contain_text("1 / 2")
+
+
+def test_stop_ends_one_column_and_the_others_go_on(logged_in_page, demo_upstream):
+    page = logged_in_page
+    new_conversation(page)
+    page.get_by_role("link", name="Compare models…").click()
+    page.get_by_label("Prompt", exact=True).fill("Stop one of us")
+    fill_column(page, 1, "demo/slow", '{"demo_fault": "pace=0.3"}')
+    fill_column(page, 2, "demo/steady", PACED)
+    page.get_by_role("button", name="Compare").click()
+
+    slow, steady = column_on_run_page(page, 1), column_on_run_page(page, 2)
+    expect(slow.locator("[data-stream-content]")).not_to_be_empty()
+    slow.get_by_role("button", name="Stop").click()
+
+    expect(slow.locator(".badge")).to_have_text("Stopped")
+    expect(slow.get_by_role("button", name="Stop")).to_have_count(0)
+    expect_demo_reply(page, "Stop one of us", steady.locator("li.message"))
+    expect(steady.locator(".badge")).to_have_count(0)
+    expect(slow.get_by_role("button", name="Continue with this reply")).to_be_visible()
+    statuses = dict(
+        Message.objects.filter(role="assistant").values_list("compare_column__model", "status")
+    )
+    assert statuses == {"demo/slow": "stopped", "demo/steady": "complete"}
