@@ -155,6 +155,8 @@ def compare_choose(*, run: CompareRun, reply: Message) -> None:
     """Continue the conversation from `reply`; the other columns stay as its siblings."""
     if reply.compare_column is None or reply.compare_column.run_id != run.id:
         raise ValidationError("That reply is not part of this comparison.")
+    if reply.status == Message.Status.FAILED:
+        raise ValidationError("A failed reply has nothing to continue from; retry it first.")
     with transaction.atomic():
         run.chosen = reply
         run.save(update_fields=["chosen", "updated"])

@@ -181,6 +181,16 @@ def test_it_refuses_a_reply_from_outside_the_run(conversation, alice_client):
         compare.compare_choose(run=run, reply=outsider)
 
 
+def test_it_refuses_to_continue_from_a_failed_column(conversation):
+    run = run_compare(conversation, column("demo/alpha"), column(FAULT_MODEL))
+    _, failed = replies_of(run)
+
+    with pytest.raises(compare.ValidationError):
+        compare.compare_choose(run=run, reply=failed)
+    run.refresh_from_db()
+    assert run.chosen is None
+
+
 def test_it_lets_a_column_be_claimed_once(conversation):
     run, created = compare.compare_start(
         conversation=conversation,
@@ -234,7 +244,7 @@ def test_it_compares_through_the_form_and_redirects_to_the_run(alice_client, con
     page = alice_client.get(response.url).content.decode()
     assert "demo/alpha" in page and FAULT_MODEL in page
     assert "temperature" in page and "0.4" in page
-    assert "Continue with this reply" in page
+    assert page.count("Continue with this reply") == 1  # not from the failed column
     assert "Retry" in page  # the failed column
     assert page.count('class="inspector"') == 2  # each column has its own
     assert "Latency" in page and "Cost" in page

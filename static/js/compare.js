@@ -113,8 +113,11 @@ function stopButton(url, token) {
   return button;
 }
 
+// A reply that ended with text can be continued from; a failed one offers Retry instead.
 function columnEnded(column, node) {
-  if (node.classList.contains("status-pending")) return;
+  if (node.classList.contains("status-pending") || node.classList.contains("status-failed")) {
+    return;
+  }
   const choose = column.querySelector("form.choose");
   if (choose) choose.hidden = false;
 }
