@@ -3,6 +3,9 @@
 import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from chat import branches, services
 from chat.models import ApiCall, Conversation, Message
@@ -419,3 +422,57 @@ def test_it_deletes_a_branch_from_the_page(alice_client, conversation):
     assert response.status_code == 302
     assert not Message.objects.filter(pk=first.pk).exists()
     assert Message.objects.count() == 2
+
+
+# --- Any sequence of branch operations keeps the tree whole ---------------------
+
+OPERATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["send", "regenerate", "edit", "switch", "delete"]),
+        st.integers(min_value=0, max_value=50),  # which message, modulo how many there are
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@pytest.fixture
+def no_call_limit(settings):
+    settings.UPSTREAM_CALLS_PER_MINUTE = 0  # every generated example sends
+
+
+@hypothesis_settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(operations=OPERATIONS)
+def test_any_sequence_of_branch_operations_keeps_the_tree_consistent(
+    alice, no_call_limit, operations
+):
+    conversation = Conversation.objects.create(owner=alice, model="demo/echo")
+    for step, (operation, pick) in enumerate(operations):
+        messages = list(Message.objects.filter(conversation=conversation))
+        replies = [m for m in messages if m.role == "assistant"]
+        questions = [m for m in messages if m.role == "user"]
+        conversation.refresh_from_db()
+        if operation == "send" or not messages:
+            say(conversation, f"message {step}", key=f"send-{step}")
+        elif operation == "regenerate" and replies:
+            regenerate(conversation, replies[pick % len(replies)], f"regen-{step}")
+        elif operation == "edit" and questions:
+            edit(conversation, questions[pick % len(questions)], f"edit {step}", key=f"e-{step}")
+        elif operation == "switch":
+            branches.branch_switch(
+                conversation=conversation, message=messages[pick % len(messages)]
+            )
+        elif operation == "delete":
+            doomed = messages[pick % len(messages)]
+            below = branches.subtree(branches.tree_children(conversation=conversation), doomed)
+            before = {m.pk for m in messages}
+            branches.branch_delete(conversation=conversation, message=doomed)
+            after = set(
+                Message.objects.filter(conversation=conversation).values_list("pk", flat=True)
+            )
+            assert after == before - {m.pk for m in below}  # the branch, and only it
+        assert_tree_is_consistent(conversation)
