@@ -8,12 +8,11 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import UserCreationForm
 
-from .models import Conversation
+from .models import CompareColumn, Conversation
 
 MAX_STOP_SEQUENCES = 4
 MAX_STOP_SEQUENCE_CHARS = 200
 MAX_JSON_DEPTH = 8
-MAX_COMPARE_COLUMNS = 4
 # Keys the app controls itself; a user setting them in "extra" would break the call.
 RESERVED_KEYS = {
     "model": "Choose the model with the Model field.",
@@ -278,7 +277,7 @@ def compare_column_forms(
             prefix=f"column-{number}",
             initial=initial[number - 1] if number <= len(initial) else None,
         )
-        for number in range(1, MAX_COMPARE_COLUMNS + 1)
+        for number in range(1, CompareColumn.MAX_COLUMNS + 1)
     ]
 
 
