@@ -8,6 +8,8 @@ of 1,000 messages whose 500 replies each carry Markdown with code and the raw ca
 (the request body holding the conversation so far, as a real one does). Then it times, in
 process through Django's full stack (middleware, session, queries, templates), the pages a
 user opens, against a baseline page measured in the same run: a conversation of 10 messages.
+The conversation page opens at the latest 100 messages ("Show the whole conversation" renders
+all of them, measured too), and only the last reply's raw call is in the page.
 
 Targets (issue 7): the 1,000-message conversation in at most 150 ms; the conversation list
 under 50 ms. Prints a table of p50/p95 per page and the query count.
@@ -165,6 +167,7 @@ def measure(data: dict) -> list[dict]:
     pages = [
         ("10 messages (baseline)", data["short"].get_absolute_url()),
         ("1,000 messages", data["long"].get_absolute_url()),
+        ("1,000 messages, show all", data["long"].get_absolute_url() + "?all=1"),
         ("conversation list", "/conversations/"),
         ("conversation list, page 200", "/conversations/?page=200"),
     ]

@@ -5,6 +5,7 @@ final HTML, so whatever the parser or highlighter emits, no script, event
 handler, remote image or `javascript:` link reaches the page.
 """
 
+from functools import lru_cache
 from html import escape
 
 import nh3
@@ -12,6 +13,7 @@ from django.utils.safestring import SafeString, mark_safe
 from markdown_it import MarkdownIt
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
+from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
@@ -27,13 +29,19 @@ _formatter = HtmlFormatter(nowrap=True)
 
 
 def _highlight(code: str, language: str, _attrs: str) -> str:
-    try:
-        lexer = get_lexer_by_name(language.strip()) if language.strip() else None
-    except ClassNotFound:
-        lexer = None
+    lexer = _lexer(language.strip())
     if lexer is None:
         return ""  # markdown-it then escapes the code itself
     return highlight(code, lexer, _formatter)
+
+
+@lru_cache(maxsize=64)
+def _lexer(language: str) -> Lexer | None:
+    """Finding a lexer searches every one Pygments has: once per language is enough."""
+    try:
+        return get_lexer_by_name(language) if language else None
+    except ClassNotFound:
+        return None
 
 
 def _image_as_link(self, tokens, idx, options, env) -> str:
@@ -65,7 +73,22 @@ def sanitize(html: str) -> str:
 
 def render_markdown(text: str) -> SafeString:
     """Untrusted Markdown to HTML that is safe to put in a page."""
+    if len(text) <= CACHED_TEXT_CHARS:
+        return _render_cached(text)
+    return _render(text)
+
+
+# A reply renders the same every time, and a long conversation has hundreds:
+# keep the most recent (worst case about CACHE_SIZE * CACHED_TEXT_CHARS * 3 bytes).
+CACHE_SIZE = 2048
+CACHED_TEXT_CHARS = 16_384
+
+
+def _render(text: str) -> SafeString:
     return mark_safe(sanitize(_parser.render(text)))  # noqa: S308 - sanitized just above
+
+
+_render_cached = lru_cache(maxsize=CACHE_SIZE)(_render)
 
 
 def highlight_css() -> str:

@@ -88,18 +88,33 @@ def conversation_path(*, conversation: Conversation) -> list[Message]:
     return message_path(conversation=conversation, leaf_id=conversation.current_leaf_id)
 
 
+def conversation_window(*, conversation: Conversation, size: int) -> tuple[list[Message], int]:
+    """The last `size` messages on screen, and how many earlier ones are left out."""
+    ids = _path_ids(conversation, conversation.current_leaf_id)
+    hidden = max(0, len(ids) - size)
+    return _messages_in_order(ids[hidden:]), hidden
+
+
 def message_path(*, conversation: Conversation, leaf_id: int | None) -> list[Message]:
-    """The messages from the root to `leaf_id`, loaded in one query."""
-    if leaf_id is None:
-        return []
-    by_id = {message.id: message for message in conversation.messages.all()}
+    """The messages from the root to `leaf_id`."""
+    return _messages_in_order(_path_ids(conversation, leaf_id))
+
+
+def _path_ids(conversation: Conversation, leaf_id: int | None) -> list[int]:
+    """The ids from the root to `leaf_id`, walked over (id, parent) pairs only."""
+    parents = dict(conversation.messages.values_list("id", "parent_id"))
     path = []
-    node = by_id.get(leaf_id)
+    node = leaf_id if leaf_id in parents else None
     while node is not None:
         path.append(node)
-        node = by_id.get(node.parent_id)
+        node = parents.get(node)
     path.reverse()
     return path
+
+
+def _messages_in_order(ids: list[int]) -> list[Message]:
+    by_id = Message.objects.in_bulk(ids)
+    return [by_id[message_id] for message_id in ids]
 
 
 # --- Sending and replies -----------------------------------------------------

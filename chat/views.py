@@ -35,6 +35,17 @@ from .forms import (
 from .models import ApiCall, CompareRun, Conversation, Message, Share
 
 CONVERSATIONS_PER_PAGE = 25
+# A long conversation opens at its latest messages; "Show all" renders the rest.
+MAX_MESSAGES_SHOWN = 100
+# What only the full inspector record shows; a reply's summary line needs none of it.
+RAW_CALL_FIELDS = (
+    "request_headers",
+    "request_body",
+    "response_headers",
+    "response_body",
+    "stream_events",
+    "assembled_response",
+)
 
 
 def _owned_conversation(request: HttpRequest, public_id: uuid.UUID) -> Conversation:
@@ -391,7 +402,14 @@ def _attach_calls(messages: list[Message], *, inline_last_only: bool = False) ->
     calls_by_message = defaultdict(list)
     replies = [message for message in messages if message.role == Message.Role.ASSISTANT]
     last_reply = replies[-1] if replies else None
-    for call in ApiCall.objects.filter(message__in=replies):
+    inline = [last_reply] if inline_last_only and last_reply else replies
+    lazy = [reply for reply in replies if reply not in inline]
+    # The raw bodies are loaded only for the records shown inline.
+    calls = [
+        *ApiCall.objects.filter(message__in=lazy).defer(*RAW_CALL_FIELDS),
+        *ApiCall.objects.filter(message__in=inline),
+    ]
+    for call in sorted(calls, key=lambda call: (call.created, call.id)):
         calls_by_message[call.message_id].append(call)
     for message in messages:
         message.call_list = calls_by_message.get(message.id, [])
@@ -410,12 +428,18 @@ def _render_conversation(
     status: int = 200,
 ) -> HttpResponse:
     services.replies_expire_stale(conversation=conversation)
-    path = services.conversation_path(conversation=conversation)
+    size = (
+        MAX_MESSAGES_SHOWN
+        if request.GET.get("all") != "1"
+        else settings.MAX_MESSAGES_PER_CONVERSATION
+    )
+    path, hidden = services.conversation_window(conversation=conversation, size=size)
     _attach_calls(path, inline_last_only=True)
     _attach_branch_controls(conversation, path, edit_form=edit_form, edit_target=edit_target)
     context = {
         "conversation": conversation,
         "path": path,
+        "hidden_count": hidden,
         "form": form,
         "rename_form": rename_form or RenameForm(initial={"title": conversation.title}),
         "share_form": ShareForm(),

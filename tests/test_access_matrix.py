@@ -193,3 +193,20 @@ def test_each_persona_gets_the_expected_status(name, method, persona, world, ali
     assert response.status_code == expected, f"{method} {url} as {persona}: {response.status_code}"
     if expected == LOGIN and persona in {"anonymous", "holder"} and MATRIX[name].login_required:
         assert response.url.startswith(reverse("login"))
+
+
+PAGES = [name for name, row in MATRIX.items() if row.allowed.get("GET", (0,))[0] == 200]
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_page_carries_the_security_headers(name, world, alice):
+    client = client_for("owner", alice, None, world["share"])
+
+    response = client.get(build_url(name, world))
+
+    policy = response["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "default-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy and "img-src 'self' data:" in policy
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Referrer-Policy"] == "same-origin"

@@ -145,7 +145,7 @@ def test_no_payload_runs_or_fetches_anywhere_it_is_shown(
     assert_inert(page, dialogs)  # the list: every title and model id
 
     corpus = Conversation.objects.get(title="XSS corpus")
-    page.goto(corpus.get_absolute_url())
+    page.goto(corpus.get_absolute_url() + "?all=1")  # every message, not just the latest
     expect(page.locator("li.message")).to_have_count(2 * len(PAYLOADS))
     assert "{{7*7}}" in page.content()  # shown as text, never evaluated
     assert_inert(page, dialogs)
