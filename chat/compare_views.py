@@ -16,7 +16,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import compare, services
-from .forms import CompareColumnForm, CompareForm, ParametersForm, compare_column_forms
+from .forms import CompareColumnForm, CompareForm, ParametersForm, ShareForm, compare_column_forms
 from .models import CompareRun, Conversation
 from .views import _attach_calls, _owned_conversation, reply_event_stream
 
@@ -87,7 +87,12 @@ def compare_detail(request: HttpRequest, public_id: uuid.UUID, run_id: uuid.UUID
     services.replies_expire_stale(conversation=run.conversation)
     columns = compare.compare_columns(run=run)
     _attach_calls([column.reply for column in columns if column.reply is not None])
-    context = {"conversation": run.conversation, "run": run, "columns": columns}
+    context = {
+        "conversation": run.conversation,
+        "run": run,
+        "columns": columns,
+        "share_form": ShareForm(),
+    }
     return render(request, "chat/compare_detail.html", context)
 
 

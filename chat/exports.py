@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from . import client
 from .forms import ParametersForm
-from .models import ApiCall, Conversation, Message
+from .models import ApiCall, CompareColumn, CompareRun, Conversation, Message
 
 FORMAT = "playground.conversations"
 VERSION = 1
@@ -49,6 +49,7 @@ CALL_FIELDS = (
     "total_tokens",
     "usd_spent",
 )
+PARAMETER_NAMES = ("temperature", "top_p", "max_tokens", "stop", "extra_params")
 MAX_JSON_DEPTH = 64
 MAX_POSITIVE_INT = 2_147_483_647  # PositiveIntegerField on every database
 
@@ -70,29 +71,30 @@ def envelope(conversations: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def conversation_document(
-    *, conversation: Conversation, messages: list[Message] | None = None
+    *,
+    conversation: Conversation,
+    messages: list[Message] | None = None,
+    leaf: Message | None = None,
 ) -> dict[str, Any]:
-    """One conversation: its parameters, messages (all branches unless given) and calls."""
+    """One conversation: its parameters, messages (all branches unless given) and calls.
+
+    `leaf` is the message the copy opens at; by default the conversation's own.
+    """
     if messages is None:
         messages = list(conversation.messages.all())
     calls_by_message = defaultdict(list)
     for call in ApiCall.objects.filter(message__in=messages):
         calls_by_message[call.message_id].append(call)
-    leaf_id = conversation.current_leaf_id
+    leaf_id = conversation.current_leaf_id if leaf is None else leaf.id
     ids = {message.id: str(message.public_id) for message in messages}
     return {
         "title": conversation.title,
         "model": conversation.model,
         "system_prompt": conversation.system_prompt,
-        "parameters": {
-            "temperature": conversation.temperature,
-            "top_p": conversation.top_p,
-            "max_tokens": conversation.max_tokens,
-            "stop": conversation.stop,
-            "extra_params": conversation.extra_params,
-        },
+        "parameters": {name: getattr(conversation, name) for name in PARAMETER_NAMES},
         "created": conversation.created.isoformat(),
         "current_leaf": ids.get(leaf_id) if leaf_id in ids else _last_id(messages),
+        "compare_runs": _compare_runs_document(messages, ids),
         "messages": [
             {
                 "id": ids[message.id],
@@ -107,6 +109,32 @@ def conversation_document(
             for message in messages
         ],
     }
+
+
+def _compare_runs_document(messages: list[Message], ids: dict[int, str]) -> list[dict[str, Any]]:
+    """The compare runs whose prompt is among `messages`, with the replies among them."""
+    runs = CompareRun.objects.filter(prompt__in=messages).prefetch_related("columns")
+    replies = defaultdict(list)
+    for message in messages:
+        if message.compare_column_id is not None:
+            replies[message.compare_column_id].append(ids[message.id])
+    return [
+        {
+            "prompt": ids[run.prompt_id],
+            "chosen": ids.get(run.chosen_id),
+            "columns": [
+                {
+                    "position": column.position,
+                    "model": column.model,
+                    "system_prompt": column.system_prompt,
+                    "parameters": {name: getattr(column, name) for name in PARAMETER_NAMES},
+                    "replies": replies[column.id],
+                }
+                for column in run.columns.all()
+            ],
+        }
+        for run in runs
+    ]
 
 
 def _last_id(messages: list[Message]) -> str | None:
@@ -243,8 +271,10 @@ def conversation_read(document: Any, path: str) -> dict[str, Any]:
         document,
         path,
         required={"model", "messages"},
-        optional={"title", "system_prompt", "parameters", "current_leaf", "created"},
-    )
+        optional={
+            "title", "system_prompt", "parameters", "current_leaf", "created", "compare_runs"
+        },
+    )  # fmt: skip
     parameters = _parameters_read(document, path)
     messages = _expect_list(document["messages"], f"{path}.messages")
     if len(messages) > settings.MAX_MESSAGES_PER_CONVERSATION:
@@ -261,12 +291,58 @@ def conversation_read(document: Any, path: str) -> dict[str, Any]:
     if leaf is not None and leaf not in known:
         raise ImportRejected(f"{path}.current_leaf: no message has the id {leaf!r}.")
     title = _string(document.get("title", ""), f"{path}.title", max_length=200).strip()
+    by_id = {message["id"]: message for message in checked}
+    runs = _expect_list(document.get("compare_runs", []), f"{path}.compare_runs")
     return {
         **parameters,
         "title": title or "Imported conversation",
         "current_leaf": leaf if leaf is not None else (checked[-1]["id"] if checked else None),
         "messages": checked,
+        "compare_runs": [
+            _compare_run_read(run, f"{path}.compare_runs[{index}]", by_id)
+            for index, run in enumerate(runs)
+        ],
     }
+
+
+def _compare_run_read(run: Any, path: str, messages: dict[str, dict]) -> dict[str, Any]:
+    """A compare run: a user message as prompt, and 1-4 columns of its replies."""
+    _expect_object(run, path, required={"prompt", "columns"}, optional={"chosen"})
+    prompt = messages.get(run["prompt"])
+    if prompt is None or prompt["role"] != Message.Role.USER:
+        raise ImportRejected(f"{path}.prompt: {run['prompt']!r} is not a user message here.")
+    columns = _expect_list(run["columns"], f"{path}.columns")
+    if not 1 <= len(columns) <= CompareColumn.MAX_COLUMNS:
+        raise ImportRejected(f"{path}.columns: 1 to {CompareColumn.MAX_COLUMNS} columns.")
+    checked, positions, claimed = [], set(), set()
+    for index, column in enumerate(columns):
+        where = f"{path}.columns[{index}]"
+        _expect_object(
+            column,
+            where,
+            required={"position", "model"},
+            optional={"system_prompt", "parameters", "replies"},
+        )
+        position = _integer(column["position"], f"{where}.position", 0, 3)
+        if position is None or position in positions:
+            raise ImportRejected(f"{where}.position: must be a unique whole number from 0 to 3.")
+        positions.add(position)
+        replies = _expect_list(column.get("replies", []), f"{where}.replies")
+        for reply in replies:
+            message = messages.get(reply) if isinstance(reply, str) else None
+            if message is None or message["parent"] != run["prompt"] or reply in claimed:
+                raise ImportRejected(
+                    f"{where}.replies: {reply!r} is not a reply to the prompt, "
+                    "or is in two columns."
+                )
+            claimed.add(reply)
+        checked.append(
+            {**_parameters_read(column, where), "position": position, "replies": replies}
+        )
+    chosen = run.get("chosen")
+    if chosen is not None and chosen not in claimed:
+        raise ImportRejected(f"{path}.chosen: {chosen!r} is not one of the run's replies.")
+    return {"prompt": run["prompt"], "chosen": chosen, "columns": checked}
 
 
 def _parameters_read(document: dict[str, Any], path: str) -> dict[str, Any]:
@@ -497,7 +573,27 @@ def _conversation_create(owner: Any, document: dict[str, Any]) -> Conversation:
         ApiCall.objects.bulk_create(
             ApiCall(conversation=conversation, message=message, **call) for call in item["calls"]
         )
+    for run in document["compare_runs"]:
+        _compare_run_create(conversation, run, created)
     if document["current_leaf"] is not None:
         conversation.current_leaf = created[document["current_leaf"]]
         conversation.save(update_fields=["current_leaf"])
     return conversation
+
+
+def _compare_run_create(
+    conversation: Conversation, run: dict[str, Any], created: dict[str, Message]
+) -> None:
+    compare_run = CompareRun.objects.create(
+        conversation=conversation,
+        prompt=created[run["prompt"]],
+        chosen=created.get(run["chosen"]),
+    )
+    for column in run["columns"]:
+        fields = {name: column[name] for name in ("model", "system_prompt", *PARAMETER_NAMES)}
+        # Imported replies are finished: nothing may start generating them again.
+        saved = CompareColumn.objects.create(
+            run=compare_run, position=column["position"], generation_started=True, **fields
+        )
+        ids = [created[reply].id for reply in column["replies"]]
+        Message.objects.filter(id__in=ids).update(compare_column=saved)

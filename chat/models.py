@@ -310,6 +310,10 @@ class Share(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     token = models.CharField(max_length=64, unique=True, default=new_share_token, editable=False)
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="shares")
+    # Set when the link shows one compare run side by side rather than the branch on screen.
+    compare_run = models.ForeignKey(
+        "CompareRun", null=True, blank=True, on_delete=models.CASCADE, related_name="shares"
+    )
     snapshot = models.JSONField()
     snapshot_taken = models.DateTimeField()
     show_inspector = models.BooleanField(

@@ -8,25 +8,30 @@ from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from . import exports, services
-from .models import ApiCall, Conversation, Message, Share
+from . import compare, exports, services
+from .models import ApiCall, CompareColumn, CompareRun, Conversation, Message, Share
 
 
 def share_create(
-    *, conversation: Conversation, show_inspector: bool, expires_in: timedelta | None
+    *,
+    conversation: Conversation,
+    show_inspector: bool,
+    expires_in: timedelta | None,
+    compare_run: CompareRun | None = None,
 ) -> Share:
-    """A new link showing the branch on screen as it is now."""
+    """A new link showing the branch on screen (or one compare run) as it is now."""
     return Share.objects.create(
         conversation=conversation,
+        compare_run=compare_run,
         show_inspector=show_inspector,
         expires_at=_expiry(expires_in),
-        **_snapshot(conversation),
+        **_snapshot(conversation, compare_run),
     )
 
 
 def share_update_snapshot(*, share: Share) -> None:
-    """The same URL, showing the conversation as it is now."""
-    for name, value in _snapshot(share.conversation).items():
+    """The same URL, showing the conversation (or the compare run) as it is now."""
+    for name, value in _snapshot(share.conversation, share.compare_run).items():
         setattr(share, name, value)
     share.save(update_fields=["snapshot", "snapshot_taken", "updated"])
 
@@ -87,10 +92,34 @@ def snapshot_messages(*, share: Share) -> list[Message]:
             content=item["content"],
             reasoning=item["reasoning"],
         )
+        message.snapshot_id = item["id"]
         message.call_list = [_call(call) for call in item["calls"]]
         message.last_call = message.call_list[-1] if message.call_list else None
         messages.append(message)
     return messages
+
+
+def snapshot_compare(*, share: Share, messages: list[Message]) -> tuple[list, list]:
+    """For a compare link: (the messages up to the prompt, the columns with their reply).
+
+    Each column is an unsaved CompareColumn with `.reply`, the snapshot's reply or None.
+    """
+    by_id = {message.snapshot_id: message for message in messages}
+    prompt = [m.snapshot_id for m in messages if m.role == Message.Role.USER][-1]
+    run = next(run for run in share.snapshot["compare_runs"] if run["prompt"] == prompt)
+    columns = []
+    for item in run["columns"]:
+        column = CompareColumn(
+            position=item["position"],
+            model=item["model"],
+            system_prompt=item["system_prompt"],
+            **item["parameters"],
+        )
+        column.reply = by_id.get(item["replies"][-1]) if item["replies"] else None
+        column.chosen = run["chosen"] is not None and run["chosen"] in item["replies"]
+        columns.append(column)
+    replies = {column.reply.snapshot_id for column in columns if column.reply is not None}
+    return [m for m in messages if m.snapshot_id not in replies], columns
 
 
 def snapshot_parameters(*, share: Share) -> list[tuple[str, str]]:
@@ -107,12 +136,20 @@ def _call(document: dict[str, Any]) -> ApiCall:
     return ApiCall(**fields)
 
 
-def _snapshot(conversation: Conversation) -> dict[str, Any]:
-    path = services.conversation_path(conversation=conversation)
-    return {
-        "snapshot": exports.conversation_document(conversation=conversation, messages=path),
-        "snapshot_taken": timezone.now(),
-    }
+def _snapshot(conversation: Conversation, run: CompareRun | None) -> dict[str, Any]:
+    if run is None:
+        messages = services.conversation_path(conversation=conversation)
+        leaf = None
+    else:
+        # The conversation up to the prompt, then each column's newest reply.
+        messages = services.message_path(conversation=conversation, leaf_id=run.prompt_id)
+        replies = [c.reply for c in compare.compare_columns(run=run) if c.reply is not None]
+        messages += replies
+        leaf = run.chosen or (replies[0] if replies else None)
+    document = exports.conversation_document(
+        conversation=conversation, messages=messages, leaf=leaf
+    )
+    return {"snapshot": document, "snapshot_taken": timezone.now()}
 
 
 def _expiry(expires_in: timedelta | None) -> Any:

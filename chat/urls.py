@@ -64,6 +64,7 @@ urlpatterns = [
     path("c/<uuid:public_id>/compare/", compare_views.compare_new, name="compare_new"),
     path("c/<uuid:public_id>/compare/start/", compare_views.compare_start, name="compare_start"),
     path(RUN, compare_views.compare_detail, name="compare_detail"),
+    path(RUN + "share/", views.compare_share, name="compare_share"),
     path(
         f"{RUN}columns/<int:position>/stream/",
         compare_views.compare_column_stream,

@@ -463,12 +463,26 @@ def _owned_share(request: HttpRequest, public_id: uuid.UUID) -> Share:
 @login_required
 @require_POST
 def share_create(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    return _share_create(request, _owned_conversation(request, public_id), compare_run=None)
+
+
+@login_required
+@require_POST
+def compare_share(request: HttpRequest, public_id: uuid.UUID, run_id: uuid.UUID) -> HttpResponse:
     conversation = _owned_conversation(request, public_id)
+    run = get_object_or_404(conversation.compare_runs, public_id=run_id)
+    return _share_create(request, conversation, compare_run=run)
+
+
+def _share_create(
+    request: HttpRequest, conversation: Conversation, *, compare_run: CompareRun | None
+) -> HttpResponse:
     form = ShareForm(request.POST)
     if not form.is_valid():
         return HttpResponse(f"Invalid share options: {form.errors.as_text()}", status=400)
     share = sharing.share_create(
         conversation=conversation,
+        compare_run=compare_run,
         show_inspector=form.cleaned_data["show_inspector"],
         expires_in=form.cleaned_data["expires_in"],
     )
@@ -535,6 +549,10 @@ def shared_conversation(request: HttpRequest, token: str) -> HttpResponse:
         "read_only": True,
         "hide_inspector": not share.show_inspector,
     }
+    if share.compare_run_id is not None:
+        context["path"], context["columns"] = sharing.snapshot_compare(
+            share=share, messages=messages
+        )
     response = render(request, "chat/shared_conversation.html", context)
     response["X-Robots-Tag"] = "noindex, nofollow"
     # The URL is the secret: never send it to another site. (Not "no-referrer":

@@ -365,3 +365,73 @@ def test_importing_needs_an_account_and_a_csrf_token(bob):
 def test_the_parser_refuses_what_it_does_not_know_at_every_level():
     with pytest.raises(exports.ImportRejected, match=r"messages\[1\].calls\[0\]: unknown field"):
         exports.parse_export(encode(with_call({"public_id": "x"})))
+
+
+def test_a_compare_run_survives_export_and_import(alice_client, bob_client, bob, alice):
+    from chat import compare
+
+    conversation = Conversation.objects.create(owner=alice, model="demo/echo", title="Runs")
+    column = {"system_prompt": "", "top_p": None, "max_tokens": None, "stop": []}
+    run = compare.compare_send(
+        conversation=conversation,
+        content="Compare us",
+        idempotency_key="export-run",
+        parameter_sets=[
+            {**column, "model": "demo/alpha", "temperature": 0.3, "extra_params": {}},
+            {**column, "model": "demo/beta", "temperature": None, "extra_params": {"seed": 7}},
+        ],
+    )
+    compare.compare_choose(run=run, reply=compare.compare_columns(run=run)[1].reply)
+    data = download(alice_client, "conversation_export_json", conversation.public_id)
+
+    upload(bob_client, data)
+
+    [copy] = Conversation.objects.get(owner=bob).compare_runs.all()
+    columns = list(copy.columns.all())
+    assert [(c.position, c.model, c.temperature, c.extra_params) for c in columns] == [
+        (0, "demo/alpha", 0.3, {}),
+        (1, "demo/beta", None, {"seed": 7}),
+    ]
+    assert copy.prompt.content == "Compare us"
+    assert copy.chosen.compare_column == columns[1]
+    assert copy.conversation.current_leaf == copy.chosen
+
+
+def with_run(run: dict) -> dict:
+    document = valid_file()
+    document["conversations"][0]["compare_runs"] = [run]
+    return document
+
+
+RUN_COLUMN = {"position": 0, "model": "demo/echo", "replies": ["b"]}
+
+
+@pytest.mark.parametrize(
+    "run, problem",
+    [
+        ({"prompt": "b", "columns": [RUN_COLUMN]}, "compare_runs[0].prompt: 'b' is not a user"),
+        (
+            {"prompt": "a", "columns": [{**RUN_COLUMN, "replies": ["a"]}]},
+            "columns[0].replies: 'a' is not a reply to the prompt",
+        ),
+        (
+            {"prompt": "a", "columns": [RUN_COLUMN], "chosen": "a"},
+            "compare_runs[0].chosen: 'a' is not one of the run",
+        ),
+        ({"prompt": "a", "columns": [RUN_COLUMN] * 5}, "columns: 1 to 4 columns"),
+        (
+            {"prompt": "a", "columns": [RUN_COLUMN, {**RUN_COLUMN, "replies": []}]},
+            "columns[1].position: must be a unique",
+        ),
+        (
+            {"prompt": "a", "columns": [{**RUN_COLUMN, "parameters": {"temperature": 5}}]},
+            "columns[0].parameters.temperature: Ensure this value",
+        ),
+    ],
+)
+def test_a_bad_compare_run_is_refused(bob_client, run, problem):
+    response = upload(bob_client, encode(with_run(run)))
+
+    assert response.status_code == 400
+    assert problem.replace("'", "&#x27;") in response.content.decode()
+    assert not Conversation.objects.exists()

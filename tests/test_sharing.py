@@ -285,3 +285,64 @@ def test_deleting_the_conversation_ends_its_links(alice_client, conversation):
     alice_client.post(reverse("conversation_delete", args=[conversation.public_id]))
 
     assert Client().get(share.get_absolute_url()).status_code == 404
+
+
+@pytest.fixture
+def compare_run(conversation):
+    from chat import compare
+
+    column = {"system_prompt": "", "top_p": None, "max_tokens": None, "stop": []}
+    return compare.compare_send(
+        conversation=conversation,
+        content="Which is better?",
+        idempotency_key="compare-share",
+        parameter_sets=[
+            {**column, "model": "demo/alpha", "temperature": 0.2, "extra_params": {}},
+            {**column, "model": "demo/beta", "temperature": None, "extra_params": {"top_k": 3}},
+        ],
+    )
+
+
+def test_a_comparison_is_shared_side_by_side(alice_client, conversation, compare_run):
+    url = reverse("compare_share", args=[conversation.public_id, compare_run.public_id])
+    alice_client.post(url, {"show_inspector": "on"})
+    share = Share.objects.get(compare_run=compare_run)
+
+    response = Client().get(share.get_absolute_url())
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "Compared side by side" in page
+    assert "What is a share link?" in page  # the conversation before the prompt
+    assert "Which is better?" in page
+    assert 'aria-label="Column 1: demo/alpha"' in page and "0.2" in page
+    assert 'aria-label="Column 2: demo/beta"' in page and "top_k" in page
+    assert page.count('class="message assistant') == 3  # one before, one per column
+    assert "Continue with this reply" not in page  # read-only
+    assert "Comparison in" in alice_client.get(reverse("share_list")).content.decode()
+
+
+def test_continuing_a_shared_comparison_copies_the_run(
+    alice_client, bob_client, bob, conversation, compare_run
+):
+    url = reverse("compare_share", args=[conversation.public_id, compare_run.public_id])
+    alice_client.post(url, {"show_inspector": "on"})
+    share = Share.objects.get(compare_run=compare_run)
+
+    bob_client.post(reverse("share_continue", args=[share.token]))
+
+    copy = Conversation.objects.get(owner=bob)
+    [run] = copy.compare_runs.all()
+    assert run.prompt.content == "Which is better?"
+    assert [column.model for column in run.columns.all()] == ["demo/alpha", "demo/beta"]
+    assert all(column.generation_started for column in run.columns.all())
+    assert run.columns.get(position=1).extra_params == {"top_k": 3}
+    assert Message.objects.filter(compare_column__run=run).count() == 2
+    assert copy.current_leaf.compare_column.position == 0
+
+
+def test_only_the_owner_can_share_a_comparison(bob_client, conversation, compare_run):
+    url = reverse("compare_share", args=[conversation.public_id, compare_run.public_id])
+
+    assert bob_client.post(url).status_code == 404
+    assert not Share.objects.exists()
