@@ -5,9 +5,10 @@
 Starts the demo upstream and two production app servers on two ports, both on the database
 given (migrated first; the script adds its own rows, with a fresh username). Then, through
 plain HTTP with cookies as a browser keeps them, it signs up on one instance and uses the
-session on the other, chats on each, shares on one and opens, continues and revokes the link
-across both. Prints a line per check and exits non-zero if any fails. tests/test_two_instances.py
-runs it when the suite runs on PostgreSQL.
+session on the other, chats on each (the per-user call limit counted across both, through a
+shared cache), shares on one and opens and revokes the link across both. Prints a line per
+check and exits non-zero if any fails. tests/test_two_instances.py runs it when the suite
+runs on PostgreSQL.
 """
 
 import argparse
@@ -26,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+CALL_LIMIT = 4
 
 
 class Browser:
@@ -118,6 +120,10 @@ def environment(database_url: str, demo_port: int) -> dict[str, str]:
         DATABASE_URL=database_url,
         UPSTREAM_BASE_URL=f"http://127.0.0.1:{demo_port}/v1",
         UPSTREAM_API_KEY="two-instances",
+        # A cache both processes see (Redis in production; a table here, no server needed),
+        # so the per-user call limit counts across them.
+        CACHE_URL="dbcache://playground_cache",
+        UPSTREAM_CALLS_PER_MINUTE=str(CALL_LIMIT),
         DJANGO_SETTINGS_MODULE="playground.settings",
     )
     return env
@@ -166,6 +172,16 @@ def run_checks(a: str, b: str) -> list[tuple[str, bool]]:
     status, _, _ = alice.post(f"{b}{conversation}send/", form, token_from=f"{b}{conversation}")
     status, page, _ = alice.get(f"{a}{conversation}")
     check("A shows both exchanges", page.count("Demo reply") >= 2 and "And from instance B" in page)
+    statuses = []
+    for instance in (a, b, a):  # calls 3 and 4 of the limit, then one too many
+        form.update(content=f"Call on {instance}", idempotency_key=secrets.token_hex(8))
+        status, page, _ = alice.post(f"{instance}{conversation}send/", form,
+                                     token_from=f"{instance}{conversation}")  # fmt: skip
+        statuses.append(status)
+    check(
+        f"the limit of {CALL_LIMIT} calls a minute counts across both instances",
+        statuses == [302, 302, 400] and "limit of 4 calls" in page,
+    )
 
     status, _, where = alice.post(
         f"{a}{conversation}share/", {"expires_in": "", "show_inspector": "on"},
@@ -195,7 +211,8 @@ def main() -> None:
 
     demo_port, port_a, port_b = free_port(), free_port(), free_port()
     env = environment(args.database_url, demo_port)
-    subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    for command in (["migrate", "-v0"], ["createcachetable"]):
+        subprocess.run([PYTHON, "manage.py", *command], cwd=ROOT, env=env, check=True)
     subprocess.run(
         [PYTHON, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
     )

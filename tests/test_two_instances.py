@@ -53,4 +53,4 @@ def test_two_instances_share_users_conversations_and_links(instances_database_ur
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "10 of 10 checks passed" in result.stdout
+    assert "11 of 11 checks passed" in result.stdout
