@@ -56,7 +56,8 @@ demo: $(VENV)/.runtime
 serve: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput
-	$(VENV)/bin/gunicorn -c playground/gunicorn.conf.py playground.wsgi
+	$(VENV)/bin/uvicorn playground.asgi:application --host "$${HOST:-0.0.0.0}" --port "$${PORT:-8000}" \
+	  --workers "$${WEB_CONCURRENCY:-2}" --timeout-graceful-shutdown 30
 
 ## screenshot: regenerate docs/screenshot.png in the real browser
 screenshot: $(VENV)/.dev chromium

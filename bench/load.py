@@ -4,7 +4,7 @@
                                    [--write docs/performance.md]
 
 Starts the demo upstream (first token after 200 ms, then a chunk every 10 ms) and the app
-under the documented production server (gunicorn with playground/gunicorn.conf.py), on a
+under the documented production server (uvicorn, as `make serve` runs it), on a
 fresh SQLite file or on the PostgreSQL database given (emptied first). Each simulated user
 has a session and a conversation; all start together, and each takes `turns` turns, in
 turn streamed (the browser's path) and plain (the form without JavaScript), reloading the
@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from streaming_ttft import (
     PYTHON,
     ROOT,
+    SERVERS,
     app_environment,
     django_shell,
     free_port,
@@ -206,10 +207,8 @@ def main() -> None:
     log_path = workdir / "server.log"
     with log_path.open("w") as log:
         server = subprocess.Popen(
-            [str(Path(PYTHON).parent / "gunicorn"), "-c", "playground/gunicorn.conf.py",
-             "playground.wsgi", "--bind", f"127.0.0.1:{app_port}", "--access-logfile", "/dev/null"],
-            cwd=ROOT, env=env, stdout=log, stderr=log,
-        )  # fmt: skip
+            SERVERS["uvicorn (ASGI)"](app_port), cwd=ROOT, env=env, stdout=log, stderr=log
+        )
         try:
             wait_for_port(demo_port)
             wait_for_port(app_port)

@@ -11,10 +11,12 @@ reports p50/p95 time to first token and errors, two ways:
 * steady: that many clients each stream back to back for a few rounds, so that
   many streams are always in flight and starts spread out as they do in use;
   the first round (the burst) is left out of these numbers.
- Through the app, a "first
-token" is the first `delta` event the browser would see; every reply is then
-checked in the database (complete, with all its text). Servers compared:
-gunicorn gthread (the documented command) and uvicorn (ASGI) on the same code.
+
+Through the app, a "first token" is the first `delta` event the browser would
+see, and "total" the time to the `done` event (the last byte, directly); every
+reply is then checked in the database (complete, with all its text). Servers
+compared on the same code: uvicorn (ASGI, the documented `make serve`) and
+gunicorn gthread (threaded WSGI).
 """
 
 import argparse
@@ -44,18 +46,29 @@ ROUNDS = 4  # streams per client: one burst, then three back to back (20 for one
 @dataclass
 class Result:
     ttft_ms: list[float] = field(default_factory=list)
+    total_ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     sent: int = 0
 
     def row(self, label: str, concurrency: int) -> dict:
-        values = sorted(self.ttft_ms)
         return {
             "target": label,
             "streams": concurrency,
-            "p50": statistics.median(values) if values else float("nan"),
-            "p95": values[max(0, round(0.95 * len(values)) - 1)] if values else float("nan"),
+            "p50": percentile(self.ttft_ms, 50),
+            "p95": percentile(self.ttft_ms, 95),
+            "total_p50": percentile(self.total_ms, 50),
+            "total_p95": percentile(self.total_ms, 95),
             "errors": len(self.errors),
         }
+
+
+def percentile(values: list[float], percent: int) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    if percent == 50:
+        return statistics.median(ordered)
+    return ordered[max(0, round(percent / 100 * len(ordered)) - 1)]
 
 
 def free_port() -> int:
@@ -149,6 +162,7 @@ def stream_direct(port: int, result: Result) -> None:
         if first is None:
             raise RuntimeError("no content")
         result.ttft_ms.append((first - started) * 1000)
+        result.total_ms.append((time.perf_counter() - started) * 1000)
     except Exception as error:  # a benchmark counts every failure, whatever it is
         result.errors.append(repr(error))
     finally:
@@ -193,6 +207,7 @@ def stream_through_app(port: int, user: dict, result: Result) -> None:
         if first is None or events[-1] != b"done":
             raise RuntimeError(f"stream ended after {events[-1:]}")
         result.ttft_ms.append((first - started) * 1000)
+        result.total_ms.append((time.perf_counter() - started) * 1000)
     except Exception as error:  # a benchmark counts every failure, whatever it is
         result.errors.append(repr(error))
     finally:
@@ -253,6 +268,17 @@ print(json.dumps({"replies": replies.count(),
 
 
 SERVERS = {
+    "uvicorn (ASGI)": lambda port: [
+        str(Path(PYTHON).parent / "uvicorn"),
+        "playground.asgi:application",
+        "--port",
+        str(port),
+        "--workers",
+        os.environ.get("WEB_CONCURRENCY", "2"),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ],
     "gunicorn gthread": lambda port: [
         str(Path(PYTHON).parent / "gunicorn"),
         "-c",
@@ -262,16 +288,6 @@ SERVERS = {
         f"127.0.0.1:{port}",
         "--access-logfile",
         "/dev/null",
-    ],
-    "uvicorn (ASGI)": lambda port: [
-        str(Path(PYTHON).parent / "uvicorn"),
-        "playground.asgi:application",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--workers",
-        "2",
     ],
 }
 
@@ -351,8 +367,8 @@ def markdown_table(rows: list[dict]) -> str:
     }
     lines = [
         "| target, start | streams | TTFT p50 (ms) | TTFT p95 (ms) | p50 added (ms) "
-        "| p95 ratio | errors |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| p95 ratio | total p50 (ms) | total p95 (ms) | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         base = direct[(row["streams"], row["target"].split(", ")[1])]
@@ -360,7 +376,8 @@ def markdown_table(rows: list[dict]) -> str:
         ratio = row["p95"] / base["p95"] if base["p95"] else float("nan")
         lines.append(
             f"| {row['target']} | {row['streams']} | {row['p50']:.1f} | {row['p95']:.1f} | "
-            f"{added:+.1f} | {ratio:.2f}× | {row['errors']} |"
+            f"{added:+.1f} | {ratio:.2f}× | {row['total_p50']:.0f} | {row['total_p95']:.0f} | "
+            f"{row['errors']} |"
         )
     return "\n".join(lines)
 

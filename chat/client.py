@@ -8,10 +8,12 @@ Reference: https://docs.aimlapi.com/api-references/text-models-llm (wire contrac
 summarised in shared/upstream/README.md).
 """
 
+import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
@@ -19,6 +21,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import requests
 import urllib3
 from django.conf import settings
@@ -204,7 +207,9 @@ class ChatStream:
         self.started = started
         self.http_status = response.status_code
         self.headers = dict(response.headers)
-        self.host = urlsplit(response.url).netloc
+        self.host = urlsplit(str(response.url)).netloc
+        self.done = False  # [DONE] arrived
+        self._buffer = b""
         self.raw_events: list[dict[str, Any]] = []
         self.content = ""
         self.reasoning = ""
@@ -216,12 +221,24 @@ class ChatStream:
 
     def events(self) -> Iterator[StreamEvent]:
         for raw in self._raw_events():
-            self.raw_events.append({"at_ms": _elapsed_ms(self.started), "data": raw})
-            if raw.strip() == "[DONE]":
+            event = self._receive(raw)
+            if self.done:
                 return
-            event = self._apply(raw)
-            if event.content or event.reasoning:
+            if event is not None:
                 yield event
+        self._check_finished()
+
+    def _receive(self, raw: str) -> StreamEvent | None:
+        """Record one event as received; the text it adds, if any (None for [DONE])."""
+        self.raw_events.append({"at_ms": _elapsed_ms(self.started), "data": raw})
+        if raw.strip() == "[DONE]":
+            self.done = True
+            return None
+        event = self._apply(raw)
+        return event if event.content or event.reasoning else None
+
+    def _check_finished(self) -> None:
+        """The connection closed: a finish_reason must have come first."""
         if not self.finish_reason:
             raise self._error(
                 "broken",
@@ -293,22 +310,21 @@ class ChatStream:
 
     def _raw_events(self) -> Iterator[str]:
         """The data of each event, as bytes arrive (read1 does not wait for a full buffer)."""
-        buffer = b""
-        while True:
-            chunk = self._read()
-            if not chunk:
-                break
-            # Normalise line ends once per chunk; a "\r" left at the end of the
-            # buffer meets its "\n" when the next chunk arrives.
-            buffer = (buffer + chunk).replace(b"\r\n", b"\n")
-            while b"\n\n" in buffer:
-                block, buffer = buffer.split(b"\n\n", 1)
-                data = _event_data(block)
-                if data is not None:
-                    yield data
-        data = _event_data(buffer)
-        if data is not None:
-            yield data
+        while chunk := self._read():
+            yield from self._split(chunk)
+        yield from self._rest()
+
+    def _split(self, chunk: bytes) -> list[str]:
+        """The data of the events that `chunk` completes; the rest waits in the buffer."""
+        # Normalise line ends once per chunk; a "\r" left at the end of the
+        # buffer meets its "\n" when the next chunk arrives.
+        *blocks, self._buffer = (self._buffer + chunk).replace(b"\r\n", b"\n").split(b"\n\n")
+        return [data for block in blocks if (data := _event_data(block)) is not None]
+
+    def _rest(self) -> list[str]:
+        """The connection closed: an event left unterminated still counts."""
+        data, self._buffer = _event_data(self._buffer), b""
+        return [data] if data is not None else []
 
     def _read(self) -> bytes:
         try:
@@ -334,6 +350,48 @@ class ChatStream:
             body=self.body,
             latency_ms=_elapsed_ms(self.started),
         )
+
+
+class AsyncChatStream(ChatStream):
+    """A ChatStream read on an event loop: a waiting stream costs a socket, not a thread."""
+
+    def __init__(self, response: httpx.Response, started: float) -> None:
+        super().__init__(response, started)  # type: ignore[arg-type]
+        self.headers = _raw_headers(response)
+
+    async def aevents(self) -> AsyncIterator[StreamEvent]:
+        async for chunk in self._aread():
+            for raw in self._split(chunk):
+                event = self._receive(raw)
+                if self.done:
+                    return
+                if event is not None:
+                    yield event
+        for raw in self._rest():
+            event = self._receive(raw)
+            if self.done:
+                return
+            if event is not None:
+                yield event
+        self._check_finished()
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+
+    async def _aread(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.response.aiter_bytes():
+                yield chunk
+        except httpx.ReadTimeout:
+            raise self._error(
+                "timeout",
+                f"The stream stalled: nothing arrived for {settings.UPSTREAM_READ_TIMEOUT:g} s "
+                "(the read timeout).",
+            ) from None
+        except (httpx.HTTPError, httpx.StreamError, OSError):
+            raise self._error(
+                "broken", f"The connection to {self.host} broke mid-stream."
+            ) from None
 
 
 def _event_data(block: bytes) -> str | None:
@@ -369,6 +427,83 @@ def open_chat_stream(call: PreparedCall) -> ChatStream:
             latency_ms=_elapsed_ms(started),
         )
     return ChatStream(response, started)
+
+
+async def aopen_chat_stream(call: PreparedCall) -> AsyncChatStream:
+    """`open_chat_stream` on an event loop: the same request bytes, the same errors."""
+    started = time.monotonic()
+    prepared = call.prepared
+    client = _async_client()
+    request = client.build_request(
+        prepared.method or "POST",
+        call.url,
+        headers=dict(prepared.headers),
+        content=call.body,
+        timeout=httpx.Timeout(
+            settings.UPSTREAM_READ_TIMEOUT, connect=settings.UPSTREAM_CONNECT_TIMEOUT
+        ),
+    )
+    host = urlsplit(call.url).netloc
+    try:
+        response = await client.send(request, stream=True)
+    except httpx.ConnectTimeout:
+        raise _connect_timeout(host, started) from None
+    except httpx.ReadTimeout:
+        raise _read_timeout(host, started) from None
+    except httpx.ConnectError:
+        raise _refused(host, started) from None
+    except (httpx.HTTPError, OSError):
+        # The request reached the upstream, which may have billed it: not retried.
+        raise _cut_off(host, started) from None
+    if response.status_code >= 400 or "text/event-stream" not in response.headers.get(
+        "Content-Type", ""
+    ):
+        try:
+            body = await response.aread()
+        except (httpx.HTTPError, OSError):
+            body = b""
+        finally:
+            await response.aclose()
+        if response.status_code >= 400:
+            raise UpstreamError(
+                "http",
+                describe_http_error(response.status_code, body),
+                http_status=response.status_code,
+                headers=_raw_headers(response),
+                body=body,
+                latency_ms=_elapsed_ms(started),
+            )
+        raise UpstreamError(
+            "bad_json",
+            "Asked for a stream, the upstream answered with something else; see the raw response.",
+            http_status=response.status_code,
+            headers=_raw_headers(response),
+            body=body,
+            latency_ms=_elapsed_ms(started),
+        )
+    return AsyncChatStream(response, started)
+
+
+# One client per event loop (its connections belong to that loop), dropped with the loop.
+_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _async_client() -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        client = _async_clients[loop] = httpx.AsyncClient(
+            # Every concurrent stream holds a connection: no pool limit to queue behind.
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+        )
+    return client
+
+
+def _raw_headers(response: httpx.Response) -> dict[str, str]:
+    """The headers with the case the server sent (httpx lower-cases its own view)."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in response.headers.raw}
 
 
 def fetch_models() -> list[dict[str, Any]]:
@@ -424,35 +559,51 @@ def _send(
     try:
         return _session().send(prepared, timeout=timeout, stream=stream)
     except requests.ConnectTimeout:
-        raise UpstreamError(
-            "timeout",
-            f"Timed out after {timeout[0]:g} s connecting to {host}.",
-            latency_ms=_elapsed_ms(started),
-        ) from None
+        raise _connect_timeout(host, started) from None
     except requests.ReadTimeout:
-        raise UpstreamError(
-            "timeout",
-            f"{host} sent nothing for {timeout[1]:g} s (the read timeout), so the call was "
-            "abandoned.",
-            latency_ms=_elapsed_ms(started),
-        ) from None
+        raise _read_timeout(host, started) from None
     except (requests.exceptions.ChunkedEncodingError, requests.ConnectionError) as error:
         if isinstance(error, requests.exceptions.ChunkedEncodingError) or _was_cut_off(error):
             # The upstream got the request and may have billed it: not retried.
-            raise UpstreamError(
-                "broken",
-                f"The connection to {host} broke before the reply was complete.",
-                latency_ms=_elapsed_ms(started),
-            ) from None
-        raise UpstreamError(
-            "connect",
-            f"Could not connect to {host}: the connection was refused or the host is unreachable.",
-            latency_ms=_elapsed_ms(started),
-        ) from None
+            raise _cut_off(host, started) from None
+        raise _refused(host, started) from None
     except requests.RequestException:
         raise UpstreamError(
             "connect", f"The request to {host} failed.", latency_ms=_elapsed_ms(started)
         ) from None
+
+
+def _connect_timeout(host: str, started: float) -> UpstreamError:
+    return UpstreamError(
+        "timeout",
+        f"Timed out after {settings.UPSTREAM_CONNECT_TIMEOUT:g} s connecting to {host}.",
+        latency_ms=_elapsed_ms(started),
+    )
+
+
+def _read_timeout(host: str, started: float) -> UpstreamError:
+    return UpstreamError(
+        "timeout",
+        f"{host} sent nothing for {settings.UPSTREAM_READ_TIMEOUT:g} s (the read timeout), "
+        "so the call was abandoned.",
+        latency_ms=_elapsed_ms(started),
+    )
+
+
+def _refused(host: str, started: float) -> UpstreamError:
+    return UpstreamError(
+        "connect",
+        f"Could not connect to {host}: the connection was refused or the host is unreachable.",
+        latency_ms=_elapsed_ms(started),
+    )
+
+
+def _cut_off(host: str, started: float) -> UpstreamError:
+    return UpstreamError(
+        "broken",
+        f"The connection to {host} broke before the reply was complete.",
+        latency_ms=_elapsed_ms(started),
+    )
 
 
 def _was_cut_off(error: requests.ConnectionError) -> bool:

@@ -4,11 +4,12 @@ Nothing is lost: the user's message is committed before the upstream is called,
 and every call leaves an ApiCall row, whatever happens to the request.
 """
 
+import asyncio
 import logging
 import queue
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,7 +22,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import client, limits
+from . import client, database_thread, limits
 from .models import ApiCall, CompareColumn, Conversation, Message
 
 logger = logging.getLogger(__name__)
@@ -331,12 +332,63 @@ def reply_stream(*, reply: Message) -> Iterator[StreamUpdate]:
     more however the stream ends: complete, stopped, interrupted or failed.
     Retries (429, 5xx, refused) happen only before the stream opens, that is,
     before any token reached the browser.
+
+    For a threaded server (WSGI); `reply_stream_async` is the same on an event loop.
     """
-    payload = {**_payload_for(reply), "stream": True}
+    payload = _stream_payload(reply)
     opened = yield from _stream_open(reply, payload)
     yield ("opened", {})
     if opened is not None:
-        yield from _stream_relay(reply, *opened)
+        yield from _stream_relay(_Relay(reply, *opened))
+
+
+def reply_stream_async(*, reply: Message) -> AsyncIterator[StreamUpdate]:
+    """`reply_stream` for an ASGI server: one task per stream instead of two threads.
+
+    Called in the request's thread, which builds the request body and records the
+    first call at once; the returned iterator runs on the event loop, and does
+    its database work on the process's database thread (chat/database_thread.py).
+    """
+    payload, attempt = _stream_prepare(reply)
+    first_call = _call_record(reply, payload, attempt + 1)
+    return _reply_stream_async(reply, payload, first_call)
+
+
+async def _reply_stream_async(
+    reply: Message, payload: dict[str, Any], call: "_Call"
+) -> AsyncIterator[StreamUpdate]:
+    opened = None
+    for retry in range(settings.UPSTREAM_MAX_RETRIES + 1):
+        if retry:
+            call = await database_thread.run(
+                database_thread.START, _call_record, reply, payload, call.record.attempt + 1
+            )
+        try:
+            opened = (call.record, await client.aopen_chat_stream(call.prepared))
+            break
+        except client.UpstreamError as error:
+            await database_thread.run(database_thread.START, _call_failed, call.record, error)
+            if error.retryable and retry < settings.UPSTREAM_MAX_RETRIES:
+                yield ("ping", {})  # the browser is still there; keep waiting
+                await asyncio.sleep(_retry_wait(error, retry))
+                continue
+            await database_thread.run(
+                database_thread.FINISH, _reply_finish, reply, status=Message.Status.FAILED
+            )
+            break
+    yield ("opened", {})
+    if opened is not None:
+        async for update in _stream_relay_async(_Relay(reply, *opened)):
+            yield update
+
+
+def _stream_prepare(reply: Message) -> tuple[dict[str, Any], int]:
+    """The request body, and how many attempts came before (a manual retry continues)."""
+    return _stream_payload(reply), reply.calls.count()
+
+
+def _stream_payload(reply: Message) -> dict[str, Any]:
+    return {**_payload_for(reply), "stream": True}
 
 
 def _stream_open(
@@ -360,53 +412,144 @@ def _stream_open(
     return None
 
 
-def _stream_relay(
-    reply: Message, call: ApiCall, stream: client.ChatStream
-) -> Iterator[StreamUpdate]:
-    pump = _StreamPump(stream)
-    outcome: tuple[str, client.UpstreamError | None] | None = None
-    next_save = next_stop_check = time.monotonic()
-    try:
-        while outcome is None:
-            events, end = pump.drain(timeout=PING_INTERVAL)
-            if events:
-                # Under load several events wait in the queue: send them as one.
-                yield (
-                    "delta",
-                    {
-                        "content": "".join(event.content for event in events),
-                        "reasoning": "".join(event.reasoning for event in events),
-                    },
-                )
-            elif end is None:
-                yield ("ping", {})
-            if end is _StreamPump.END:
-                outcome = (Message.Status.COMPLETE, None)
-            elif isinstance(end, client.UpstreamError):
-                outcome = (Message.Status.INTERRUPTED, end)
-            now = time.monotonic()
-            if outcome is None and now >= next_stop_check:
-                next_stop_check = now + STOP_CHECK_INTERVAL
-                if _stop_requested(reply):
-                    outcome = (Message.Status.STOPPED, None)
-            if outcome is None and now >= next_save:
-                next_save = now + PERSIST_INTERVAL
-                _stream_save_partial(reply, stream)
-    finally:
-        stream.close()  # hangs up on the upstream at once, whatever ended the relay
-        pump.join()
-        if outcome is None:  # the browser went away (GeneratorExit) or the app failed
-            status = (
-                Message.Status.STOPPED if _stop_requested(reply) else Message.Status.INTERRUPTED
+class _Relay:
+    """What a relay does with what the upstream sent, whichever way it waits for it.
+
+    The drivers (threads: `_stream_relay`, event loop: `_stream_relay_async`)
+    wait for events, then hand them here; `outcome` is set once the stream is over.
+    """
+
+    END = object()  # the stream ended normally
+
+    def __init__(self, reply: Message, call: ApiCall, stream: client.ChatStream) -> None:
+        self.reply, self.call, self.stream = reply, call, stream
+        self.outcome: tuple[str, client.UpstreamError | None] | None = None
+        now = time.monotonic()
+        self.next_save, self.next_stop_check = now + PERSIST_INTERVAL, now + STOP_CHECK_INTERVAL
+
+    def take(self, events: list[client.StreamEvent], end: Any) -> StreamUpdate | None:
+        """The update for the browser (None: nothing to send); notes how the stream ended."""
+        if end is self.END:
+            self.outcome = (Message.Status.COMPLETE, None)
+        elif isinstance(end, client.UpstreamError):
+            self.outcome = (Message.Status.INTERRUPTED, end)
+        if events:
+            # Under load several events wait in the queue: send them as one.
+            return (
+                "delta",
+                {
+                    "content": "".join(event.content for event in events),
+                    "reasoning": "".join(event.reasoning for event in events),
+                },
             )
-            outcome = (status, None)
-        _stream_finish(reply, call, stream, *outcome)
+        return ("ping", {}) if end is None else None
+
+    def stop_check_due(self) -> bool:
+        now = time.monotonic()
+        if self.outcome is None and now >= self.next_stop_check:
+            self.next_stop_check = now + STOP_CHECK_INTERVAL
+            return True
+        return False
+
+    def save_due(self) -> bool:
+        now = time.monotonic()
+        if self.outcome is None and now >= self.next_save:
+            self.next_save = now + PERSIST_INTERVAL
+            return True
+        return False
+
+    def stopped(self) -> None:
+        self.outcome = (Message.Status.STOPPED, None)
+
+    def finish(self, *, stop_requested: bool) -> None:
+        """Save how it ended; no outcome means the browser went away or the app failed."""
+        if self.outcome is None:
+            status = Message.Status.STOPPED if stop_requested else Message.Status.INTERRUPTED
+            self.outcome = (status, None)
+        _stream_finish(self.reply, self.call, self.stream, *self.outcome)
+
+
+def _stream_relay(relay: _Relay) -> Iterator[StreamUpdate]:
+    pump = _StreamPump(relay.stream)
+    try:
+        while relay.outcome is None:
+            update = relay.take(*pump.drain(timeout=PING_INTERVAL))
+            if update is not None:
+                yield update
+            if relay.stop_check_due() and _stop_requested(relay.reply):
+                relay.stopped()
+            if relay.save_due():
+                _stream_save_partial(relay.reply, relay.stream)
+    finally:
+        relay.stream.close()  # hangs up on the upstream at once, whatever ended the relay
+        pump.join()
+        relay.finish(stop_requested=relay.outcome is None and _stop_requested(relay.reply))
+
+
+async def _stream_relay_async(relay: _Relay) -> AsyncIterator[StreamUpdate]:
+    stream = relay.stream
+    assert isinstance(stream, client.AsyncChatStream)
+    queue: asyncio.Queue = asyncio.Queue()
+    reader = asyncio.create_task(_pump_async(stream, queue))
+    try:
+        while relay.outcome is None:
+            update = relay.take(*await _drain_async(queue, timeout=PING_INTERVAL))
+            if update is not None:
+                yield update
+            check_stop, save = relay.stop_check_due(), relay.save_due()
+            if (check_stop or save) and await database_thread.run(
+                database_thread.CHECKPOINT, _stream_checkpoint, relay, check_stop, save
+            ):
+                relay.stopped()
+    finally:
+        # Runs also when the browser went away: the ASGI server cancels this task,
+        # or the response is closed at a yield.
+        reader.cancel()
+        await stream.aclose()  # hangs up on the upstream at once
+        await database_thread.run(database_thread.FINISH, _stream_relay_finish, relay)
+
+
+def _stream_checkpoint(relay: _Relay, check_stop: bool, save: bool) -> bool:
+    """Save the partial reply and/or look for Stop, in one trip to the database thread."""
+    if save:
+        _stream_save_partial(relay.reply, relay.stream)
+    return check_stop and _stop_requested(relay.reply)
+
+
+def _stream_relay_finish(relay: _Relay) -> None:
+    relay.finish(stop_requested=relay.outcome is None and _stop_requested(relay.reply))
+
+
+async def _pump_async(stream: client.AsyncChatStream, queue: asyncio.Queue) -> None:
+    try:
+        async for event in stream.aevents():
+            queue.put_nowait(event)
+    except client.UpstreamError as error:
+        queue.put_nowait(error)
+    else:
+        queue.put_nowait(_Relay.END)
+
+
+async def _drain_async(
+    queue: asyncio.Queue, *, timeout: float
+) -> tuple[list[client.StreamEvent], Any]:
+    """Wait up to `timeout` for events, then take all that are ready (as _StreamPump.drain)."""
+    events: list[client.StreamEvent] = []
+    try:
+        item = await asyncio.wait_for(queue.get(), timeout)
+    except TimeoutError:
+        return events, None
+    while True:
+        if not isinstance(item, client.StreamEvent):
+            return events, item
+        events.append(item)
+        if queue.empty():
+            return events, None
+        item = queue.get_nowait()
 
 
 class _StreamPump:
     """Reads the upstream stream in a thread, so the relay can ping and poll Stop."""
-
-    END = object()
 
     def __init__(self, stream: client.ChatStream) -> None:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -420,13 +563,13 @@ class _StreamPump:
         except client.UpstreamError as error:
             self._queue.put(error)
         else:
-            self._queue.put(self.END)
+            self._queue.put(_Relay.END)
 
     def drain(self, *, timeout: float) -> tuple[list[client.StreamEvent], Any]:
         """Wait up to `timeout` for events, then take all that are ready.
 
-        Returns (events, end): end is END, an UpstreamError, or None while the
-        stream goes on.
+        Returns (events, end): end is _Relay.END, an UpstreamError, or None while
+        the stream goes on.
         """
         events: list[client.StreamEvent] = []
         try:

@@ -3,7 +3,7 @@
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from django.conf import settings
 from django.contrib import messages as flash
@@ -11,7 +11,9 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
+from django.core.handlers.asgi import ASGIRequest
 from django.core.paginator import Paginator
+from django.db import connections
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -21,7 +23,7 @@ from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import branches, client, exports, limits, services, sharing, snippets
+from . import branches, client, database_thread, exports, limits, services, sharing, snippets
 from .forms import (
     ChatForm,
     EditForm,
@@ -159,10 +161,17 @@ def reply_event_stream(
 
     `in_compare`: the messages are rendered as a compare page's column shows them.
     """
-    response = StreamingHttpResponse(
-        _reply_events(request, conversation, reply, new, in_compare),
-        content_type="text/event-stream",
-    )
+    # Each server model needs its own kind of iterator: Django buffers an async
+    # one whole under WSGI, and a sync one whole under ASGI.
+    if isinstance(request, ASGIRequest):
+        updates = services.reply_stream_async(reply=reply)  # records the first call
+        events = _reply_events_async(request, conversation, reply, updates, new, in_compare)
+        # The stream's database work runs on the database thread: this request's
+        # thread gives its connection back now rather than hold it for minutes.
+        connections.close_all()
+    else:
+        events = _reply_events(request, conversation, reply, new, in_compare)
+    response = StreamingHttpResponse(events, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # tell nginx not to buffer the stream
     return response
@@ -209,9 +218,40 @@ def _reply_events(
             yield b": ping\n\n"
         elif kind == "delta":
             yield _sse("delta", data)
+    yield _done_event(request, conversation, reply, in_compare)
+
+
+async def _reply_events_async(
+    request: HttpRequest,
+    conversation: Conversation,
+    reply: Message,
+    updates: AsyncIterator[services.StreamUpdate],
+    new: list[Message],
+    in_compare: bool,
+) -> AsyncIterator[bytes]:
+    """`_reply_events` for an ASGI server (the database work on the database thread)."""
+    started = False
+    async for kind, data in updates:
+        if not started:
+            yield await database_thread.run(
+                database_thread.START, _start_event, request, conversation, reply, new, in_compare
+            )
+            started = True
+        if kind == "ping":
+            yield b": ping\n\n"
+        elif kind == "delta":
+            yield _sse("delta", data)
+    yield await database_thread.run(
+        database_thread.FINISH, _done_event, request, conversation, reply, in_compare
+    )
+
+
+def _done_event(
+    request: HttpRequest, conversation: Conversation, reply: Message, in_compare: bool
+) -> bytes:
     reply.refresh_from_db()
     conversation.refresh_from_db(fields=["title"])
-    yield _sse(
+    return _sse(
         "done",
         {
             "status": reply.status,

@@ -1,7 +1,10 @@
-"""Production server settings (`make serve`; see docs/deploy.md).
+"""Threaded WSGI settings: the server model `make serve` was measured against.
 
-Threaded workers: a chat request waits on the upstream for up to
-UPSTREAM_READ_TIMEOUT seconds, and threads keep other users served meanwhile.
+`make serve` runs uvicorn (ASGI), which relays streams on an event loop;
+bench/streaming_ttft.py compares the two (docs/performance.md). This stays
+for that comparison, and for hosts that must run WSGI: streams work here too,
+at a thread each (`pip install gunicorn`, then
+`gunicorn -c playground/gunicorn.conf.py playground.wsgi`).
 """
 
 import os

@@ -97,16 +97,15 @@ def wait_for(url: str, timeout: float = 30) -> None:
 def production_server(port: int) -> list[str]:
     """The documented production server (`make serve`), on one port."""
     return [
-        str(Path(PYTHON).parent / "gunicorn"),
-        "-c",
-        "playground/gunicorn.conf.py",
-        "playground.wsgi",
-        "--bind",
-        f"127.0.0.1:{port}",
+        str(Path(PYTHON).parent / "uvicorn"),
+        "playground.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
         "--workers",
         "1",
-        "--access-logfile",
-        "/dev/null",
+        "--no-access-log",
     ]
 
 

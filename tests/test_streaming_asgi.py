@@ -1,0 +1,305 @@
+"""Streamed replies under an ASGI server (the production setup): the same promises as WSGI.
+
+These drive Django's real ASGI application, with the request, its body and the
+browser hanging up delivered as ASGI messages, so the async view path, the async
+upstream client and the database thread are exercised as a server runs them.
+The database thread has its own connection, hence real transactions here.
+"""
+
+import asyncio
+import json
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.core.asgi import get_asgi_application
+from django.db import connections
+from django.test import Client
+from django.urls import reverse
+
+from chat import database_thread
+from chat.models import ApiCall, Conversation, Message
+from tests.helpers import form_data
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CSRF_TOKEN = "c" * 32
+
+
+def on_event_loop(scenario):
+    """Run `scenario()` (a coroutine function) on a fresh event loop in its own thread.
+
+    Its own thread, because Playwright's sync API may keep a loop running in this one.
+    """
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        return executor.submit(asyncio.run, scenario()).result()
+
+
+@pytest.fixture(autouse=True)
+def close_database_thread_connection():
+    """Threads that outlive a test keep a connection open: close it so the test database can go."""
+    yield
+
+    async def close_all():
+        await database_thread.run(database_thread.FINISH, connections.close_all)
+        await sync_to_async(connections.close_all)()  # asgiref's thread, used by the scenarios
+
+    on_event_loop(close_all)
+
+
+@pytest.fixture
+def conversation(alice):
+    return Conversation.objects.create(owner=alice, model="demo/echo")
+
+
+@pytest.fixture
+def session_cookie(alice):
+    client = Client()
+    client.force_login(alice)
+    return client.cookies["sessionid"].value
+
+
+class Browser:
+    """One POST to the streaming endpoint, answered by the ASGI application.
+
+    `events` fill in as they arrive; `hang_up()` makes the next receive() say
+    the client disconnected, as a server does when a browser tab closes.
+    """
+
+    def __init__(self, path: str, data: dict, session: str) -> None:
+        self.body = urllib.parse.urlencode(data).encode()
+        self.scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+            "headers": [
+                (b"host", b"testserver"),
+                (b"content-type", b"application/x-www-form-urlencoded"),
+                (b"content-length", str(len(self.body)).encode()),
+                (b"cookie", f"sessionid={session}; csrftoken={CSRF_TOKEN}".encode()),
+                (b"x-csrftoken", CSRF_TOKEN.encode()),
+            ],
+        }
+        self.status: int | None = None
+        self.headers: dict[bytes, bytes] = {}
+        self.events: list[tuple[str, dict]] = []
+        self.arrived = asyncio.Event()
+        self._gone = asyncio.Event()
+        self._body_sent = False
+        self._buffer = b""
+
+    async def run(self) -> None:
+        await get_asgi_application()(self.scope, self._receive, self._send)
+
+    def hang_up(self) -> None:
+        self._gone.set()
+
+    async def next_event(self, kind: str) -> dict:
+        """Wait until an event of this kind arrives; its data."""
+        while True:
+            for seen, data in self.events:
+                if seen == kind:
+                    return data
+            self.arrived.clear()
+            await asyncio.wait_for(self.arrived.wait(), timeout=10)
+
+    async def _receive(self) -> dict:
+        if not self._body_sent:
+            self._body_sent = True
+            return {"type": "http.request", "body": self.body, "more_body": False}
+        await self._gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def _send(self, message: dict) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = dict(message["headers"])
+        elif message["type"] == "http.response.body":
+            self._buffer += message.get("body", b"")
+            *blocks, self._buffer = self._buffer.split(b"\n\n")
+            for block in blocks:
+                if block and not block.startswith(b":"):  # pings are comments
+                    event, data = block.decode().split("\n", 1)
+                    self.events.append(
+                        (event.removeprefix("event: "), json.loads(data.removeprefix("data: ")))
+                    )
+            self.arrived.set()
+            if not message.get("more_body"):
+                self._gone.set()  # the response is over; the server then says so
+
+
+def stream(conversation, session, content="Stream to me", **overrides) -> Browser:
+    path = reverse("message_stream", args=[conversation.public_id])
+    return Browser(path, form_data(content, **overrides), session)
+
+
+def run(browser: Browser) -> Browser:
+    on_event_loop(browser.run)
+    return browser
+
+
+def deltas(browser: Browser) -> str:
+    return "".join(data["content"] for kind, data in browser.events if kind == "delta")
+
+
+def test_it_streams_deltas_then_the_message_as_a_reload_shows_it(
+    conversation, session_cookie, upstream
+):
+    browser = run(stream(conversation, session_cookie, extra_params='{"demo_fault": "pace=0.01"}'))
+
+    assert browser.status == 200
+    assert browser.headers[b"Content-Type"] == b"text/event-stream"
+    assert browser.headers[b"X-Accel-Buffering"] == b"no"
+    kinds = [kind for kind, _ in browser.events]
+    assert kinds[0] == "start" and kinds[-1] == "done"
+    assert kinds.count("delta") > 3  # relayed as it arrives, not at the end
+    reply = Message.objects.get(role="assistant")
+    assert reply.status == Message.Status.COMPLETE
+    assert deltas(browser) == reply.content
+    assert "<strong>Demo reply</strong>" in browser.events[-1][1]["html"]
+    assert json.loads(upstream.chat_requests()[0].body)["stream"] is True
+
+
+def test_it_records_the_stream_for_the_inspector(conversation, session_cookie, upstream):
+    run(stream(conversation, session_cookie, extra_params='{"enable_thinking": true}'))
+
+    call = ApiCall.objects.get()
+    reply = Message.objects.get(role="assistant")
+    assert call.status == ApiCall.Status.SUCCEEDED
+    assert call.stream_events[-1]["data"] == "[DONE]"
+    assert call.assembled_response["choices"][0]["message"]["content"] == reply.content
+    assert reply.reasoning
+    assert call.first_token_ms is not None and call.latency_ms >= call.first_token_ms
+    assert call.completion_tokens and call.usd_spent is not None
+    assert call.request_body.encode() == upstream.chat_requests()[0].body
+    assert call.request_headers["Authorization"] == "Bearer [redacted]"
+
+
+@pytest.mark.parametrize(
+    ("fault", "error_kind"),
+    [
+        ("reset_after=3", "broken"),
+        ("stall_after=3,stall=5", "timeout"),
+        ("error_event_after=3", "stream_error"),
+        ("malformed", "bad_json"),
+        ("no_end", "broken"),
+    ],
+)
+def test_a_broken_stream_keeps_the_partial_text_marked_interrupted(
+    conversation, session_cookie, settings, fault, error_kind
+):
+    settings.UPSTREAM_READ_TIMEOUT = 0.5
+    browser = run(
+        stream(conversation, session_cookie, extra_params=json.dumps({"demo_fault": fault}))
+    )
+
+    reply = Message.objects.get(role="assistant")
+    assert reply.status == Message.Status.INTERRUPTED
+    assert reply.content and reply.content == deltas(browser)
+    assert ApiCall.objects.get().error_kind == error_kind
+    assert browser.events[-1][1]["status"] == "interrupted"
+    assert ">Retry</button>" in browser.events[-1][1]["html"]
+
+
+def test_it_retries_before_the_stream_opens(conversation, session_cookie):
+    run(
+        stream(
+            conversation, session_cookie, extra_params='{"demo_fault": "status=503,fail_times=1"}'
+        )
+    )
+
+    assert Message.objects.get(role="assistant").status == Message.Status.COMPLETE
+    assert [call.http_status for call in ApiCall.objects.order_by("attempt")] == [503, 200]
+
+
+def test_a_stream_that_cannot_open_ends_in_a_visible_error(conversation, session_cookie, upstream):
+    browser = run(stream(conversation, session_cookie, extra_params='{"demo_fault": "status=400"}'))
+
+    assert Message.objects.get(role="assistant").status == Message.Status.FAILED
+    assert "Body validation error!" in browser.events[-1][1]["html"]
+    assert len(upstream.chat_requests()) == 1
+
+
+def test_stop_ends_the_stream_within_a_second_and_keeps_the_text(
+    alice_client, conversation, session_cookie
+):
+    browser = stream(conversation, session_cookie, extra_params='{"demo_fault": "pace=0.1"}')
+    timings = {}
+
+    async def scenario():
+        task = asyncio.create_task(browser.run())
+        reply_id = (await browser.next_event("start"))["reply_id"]
+        await browser.next_event("delta")
+        stop_url = reverse("reply_stop", args=[conversation.public_id, reply_id])
+        response = await sync_to_async(alice_client.post)(stop_url)
+        assert response.status_code == 204
+        timings["asked"] = time.monotonic()
+        await task
+        timings["ended"] = time.monotonic()
+
+    on_event_loop(scenario)
+
+    assert timings["ended"] - timings["asked"] < 1.0
+    assert browser.events[-1][1]["status"] == "stopped"
+    reply = Message.objects.get(role="assistant")
+    call = ApiCall.objects.get()
+    assert reply.status == Message.Status.STOPPED and reply.content
+    assert call.finish_reason == "" and call.error_kind == "stopped"
+
+
+def test_a_closed_browser_leaves_the_partial_text_marked_interrupted(conversation, session_cookie):
+    browser = stream(conversation, session_cookie, extra_params='{"demo_fault": "pace=0.1"}')
+
+    async def scenario():
+        task = asyncio.create_task(browser.run())
+        await browser.next_event("delta")
+        browser.hang_up()
+        await task
+
+    on_event_loop(scenario)
+
+    reply = Message.objects.get(role="assistant")
+    assert reply.status == Message.Status.INTERRUPTED and reply.content
+    assert ApiCall.objects.get().error_kind == "client_gone"
+    assert "done" not in [kind for kind, _ in browser.events]
+
+
+def test_the_partial_text_is_saved_while_streaming(conversation, session_cookie):
+    browser = stream(conversation, session_cookie, extra_params='{"demo_fault": "pace=0.1"}')
+    seen = {}
+
+    async def scenario():
+        task = asyncio.create_task(browser.run())
+        await browser.next_event("delta")
+        await asyncio.sleep(1.6)
+        seen["reply"] = await sync_to_async(Message.objects.get)(role="assistant")
+        seen["deltas"] = len(browser.events)
+        browser.hang_up()
+        await task
+
+    on_event_loop(scenario)
+
+    assert seen["reply"].status == Message.Status.PENDING
+    assert seen["reply"].content
+    assert seen["deltas"] > 3  # saved on a timer, not after every token
+
+
+def test_one_submit_starts_one_stream(conversation, session_cookie, upstream):
+    data = form_data("only once")
+    path = reverse("message_stream", args=[conversation.public_id])
+
+    run(Browser(path, data, session_cookie))
+    second = run(Browser(path, data, session_cookie))
+
+    assert second.status == 409
+    assert len(upstream.chat_requests()) == 1
