@@ -1,5 +1,7 @@
 """Settings for Playground. Every variable is read here, once, and documented in .env.example."""
 
+import os
+import tempfile
 from pathlib import Path
 
 import environ
@@ -76,6 +78,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # The test database is a file, not Django's shared in-memory one: the live server
+    # streams compare columns from several threads at once, and one SQLite connection
+    # shared between threads fails ("bad parameter or other API misuse").
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(Path(tempfile.gettempdir()) / f"playground-test-{os.getpid()}.sqlite3")
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
