@@ -7,8 +7,12 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import UserCreationForm
+from django.core.validators import MinValueValidator
 
+from . import catalogue, schema_form
 from .models import CompareColumn, Conversation
+
+_RESOLVE = object()  # "look the schema up from the form's model"
 
 MAX_STOP_SEQUENCES = 4
 MAX_STOP_SEQUENCE_CHARS = 200
@@ -77,9 +81,45 @@ class ParametersForm(forms.Form):
         help_text='A JSON object merged into the request body, e.g. {"enable_thinking": true}.',
         widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
     )
+    send_anyway = forms.BooleanField(
+        label="Send anyway",
+        required=False,
+        help_text="Skip the check against the model's schema; the upstream decides.",
+    )
+
+    def __init__(self, *args: Any, schema: Any = _RESOLVE, **kwargs: Any) -> None:
+        """Adds a field per parameter of the model's schema (chat/schema_form.py)."""
+        super().__init__(*args, **kwargs)
+        source = self.data if self.is_bound else self.initial
+        model_id = str(source.get("model") or "").strip()
+        self.schema = catalogue.schema_for(model_id) if schema is _RESOLVE else schema
+        self.params = schema_form.params_of(self.schema)
+        self.schema_failed = False  # the schema check found problems: offer Send anyway
+        for param in self.params:
+            self.fields[param.field_name] = schema_form.make_field(param)
+        if self.schema is not None:
+            self._apply_schema_to_common_fields()
+
+    def _apply_schema_to_common_fields(self) -> None:
+        # The schema's range replaces the generic one (Claude: 0 to 1, GPT-4o: 0 to 2); the
+        # check before sending enforces it, so "Send anyway" can go past it. The floor
+        # stays: the database refuses a negative temperature.
+        temperature = self.fields["temperature"]
+        temperature.validators = [MinValueValidator(0)]
+        temperature.widget.attrs.pop("max", None)
+        for name in schema_form.COMMON:
+            spec = self.schema.properties.get(name)
+            if isinstance(spec, dict):
+                self.fields[name].help_text = schema_form.help_text(spec)
+
+    @property
+    def schema_fields(self) -> list[forms.BoundField]:
+        return [self[param.field_name] for param in self.params]
 
     @classmethod
     def initial_for(cls, conversation: Conversation) -> dict[str, Any]:
+        params = schema_form.params_of(catalogue.schema_for(conversation.model))
+        fields, free = schema_form.split_stored(params, conversation.extra_params)
         return {
             "model": conversation.model,
             "system_prompt": conversation.system_prompt,
@@ -87,10 +127,43 @@ class ParametersForm(forms.Form):
             "max_tokens": conversation.max_tokens,
             "top_p": conversation.top_p,
             "stop": "\n".join(conversation.stop),
-            "extra_params": json.dumps(conversation.extra_params, indent=2)
-            if conversation.extra_params
-            else "",
+            "extra_params": json.dumps(free, indent=2) if free else "",
+            **fields,
         }
+
+    def clean(self) -> dict[str, Any]:
+        """Merge the schema fields into extra_params, then check the body against the schema."""
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        set_fields = {
+            param.name: cleaned[param.field_name]
+            for param in self.params
+            if cleaned.get(param.field_name) is not None
+        }
+        free = cleaned.get("extra_params") or {}
+        cleaned["extra_params"] = {**set_fields, **free}
+        if self.schema is not None and not cleaned.get("send_anyway"):
+            self._check_schema(cleaned, set_fields, free)
+        return cleaned
+
+    def _check_schema(
+        self, cleaned: dict[str, Any], set_fields: dict[str, Any], free: dict[str, Any]
+    ) -> None:
+        properties = self.schema.properties
+        sent = [(name, cleaned.get(name), name) for name in schema_form.COMMON]
+        sent += [
+            (name, value, schema_form.FIELD_PREFIX + name) for name, value in set_fields.items()
+        ]
+        sent += [(name, value, "extra_params") for name, value in free.items()]
+        for name, value, field in sent:
+            if value is None or value == [] or name not in properties:
+                continue
+            for problem in schema_form.check(value, properties[name], name):
+                self.schema_failed = True
+                self.add_error(
+                    field, f"{problem} Fix it, or tick Send anyway to let the upstream decide."
+                )
 
     def clean_model(self) -> str:
         return self.cleaned_data["model"].strip()

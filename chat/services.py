@@ -17,12 +17,11 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import client, database_thread, limits
+from . import catalogue, client, database_thread, limits
 from .models import ApiCall, CompareColumn, Conversation, Message
 
 logger = logging.getLogger(__name__)
@@ -49,7 +48,6 @@ class ParameterSet(Protocol):
 
 
 PARAMETER_FIELDS = ("model", "system_prompt", "temperature", "max_tokens", "top_p", "stop")
-MODELS_CACHE_KEY = "upstream-models"
 # A form token already used by another kind of submit (only a hand-made form does that).
 KEY_REUSED = "This form was already submitted. Reload the page and try again."
 
@@ -774,32 +772,7 @@ def _count(value: Any) -> int | None:
 
 
 # --- The model catalogue -----------------------------------------------------
+# Lives in chat/catalogue.py (ETag caching, background refresh, model schemas).
 
-
-@dataclass(frozen=True)
-class Catalogue:
-    models: list[dict[str, Any]]
-    live: bool  # False: the upstream could not be reached, these are the configured fallbacks
-
-
-def catalogue_get() -> Catalogue:
-    """The upstream's chat models, cached; the configured list when it is unreachable."""
-    catalogue = cache.get(MODELS_CACHE_KEY)
-    if catalogue is None:
-        catalogue = _catalogue_fetch()
-        # A failure is cached briefly so an unreachable upstream doesn't slow every page.
-        lifetime = settings.UPSTREAM_MODELS_CACHE_SECONDS if catalogue.live else 60
-        cache.set(MODELS_CACHE_KEY, catalogue, lifetime)
-    return catalogue
-
-
-def _catalogue_fetch() -> Catalogue:
-    try:
-        return Catalogue(models=client.fetch_models(), live=True)
-    except client.UpstreamError as error:
-        logger.warning("Model list unavailable: %s", error.message)
-        fallback = [
-            client.normalise_model({"id": model_id})
-            for model_id in settings.UPSTREAM_FALLBACK_MODELS
-        ]
-        return Catalogue(models=fallback, live=False)
+Catalogue = catalogue.Catalogue
+catalogue_get = catalogue.catalogue_get
