@@ -21,6 +21,11 @@ urlpatterns = [
     path("c/<uuid:public_id>/send/", views.message_send, name="message_send"),
     path("c/<uuid:public_id>/stream/", views.message_stream, name="message_stream"),
     path("c/<uuid:public_id>/parameters/", views.parameters_save, name="parameters_save"),
+    path(
+        "c/<uuid:public_id>/parameters/panel/",
+        views.parameters_panel,
+        name="parameters_panel",
+    ),
     path("c/<uuid:public_id>/rename/", views.conversation_rename, name="conversation_rename"),
     path("c/<uuid:public_id>/delete/", views.conversation_delete, name="conversation_delete"),
     path(

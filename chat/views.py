@@ -354,6 +354,20 @@ def parameters_save(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 
 @login_required
 @require_POST
+def parameters_panel(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """The parameter panel for the model now in the form, keeping the values typed so far.
+
+    Read-only (nothing is saved): JavaScript swaps it in when the model changes.
+    Without JavaScript, Save parameters shows the new model's panel instead.
+    """
+    conversation = _owned_conversation(request, public_id)
+    form = ChatForm(initial=request.POST.dict())  # unbound: no errors before a submit
+    context = {"conversation": conversation, "form": form, "catalogue": services.catalogue_get()}
+    return render(request, "chat/_parameters.html", context)
+
+
+@login_required
+@require_POST
 def reply_retry(request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUID) -> HttpResponse:
     conversation = _owned_conversation(request, public_id)
     reply = get_object_or_404(conversation.messages, public_id=message_id)

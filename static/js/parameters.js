@@ -1,0 +1,70 @@
+// The parameter panel: swap in the new model's fields when the model changes, and
+// filter the model browser as you type. Without this file, "Save parameters" shows
+// the new model's panel and the browser lists every model.
+"use strict";
+
+function panelForm() {
+  return document.getElementById("chat-form");
+}
+
+async function refreshPanel() {
+  const form = panelForm();
+  const panel = document.getElementById("parameter-panel");
+  if (!form || !panel) return;
+  const response = await fetch(panel.dataset.panelUrl, {
+    method: "POST",
+    body: new FormData(form),
+    headers: { "X-CSRFToken": form.querySelector("input[name=csrfmiddlewaretoken]").value },
+    credentials: "same-origin",
+  });
+  if (!response.ok) return;
+  const template = document.createElement("template");
+  template.innerHTML = await response.text();  // rendered and escaped by the server
+  const replacement = template.content.getElementById("parameter-panel");
+  if (!replacement) return;
+  panel.replaceWith(replacement);
+  setUpPanel(replacement);
+}
+
+function setUpModelFilter(panel) {
+  const filter = panel.querySelector("input.model-filter");
+  if (!filter) return;
+  filter.hidden = false;
+  filter.addEventListener("input", () => {
+    const words = filter.value.toLowerCase().split(/\s+/).filter(Boolean);
+    for (const group of panel.querySelectorAll(".model-group")) {
+      let shown = 0;
+      for (const row of group.querySelectorAll("tr[data-search]")) {
+        const match = words.every((word) => row.dataset.search.includes(word));
+        row.hidden = !match;
+        if (match) shown += 1;
+      }
+      group.hidden = shown === 0;
+    }
+  });
+}
+
+function setUpPanel(panel) {
+  const model = panel.querySelector("input[name=model]");
+  let last = model.value;
+  model.addEventListener("change", () => {
+    if (model.value.trim() && model.value !== last) {
+      last = model.value;
+      refreshPanel();
+    }
+  });
+  for (const button of panel.querySelectorAll(".model-browser button[name=model]")) {
+    button.addEventListener("click", (event) => {
+      event.preventDefault();
+      model.value = button.value;
+      last = model.value;
+      refreshPanel();
+    });
+  }
+  setUpModelFilter(panel);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const panel = document.getElementById("parameter-panel");
+  if (panel) setUpPanel(panel);
+});
