@@ -126,7 +126,7 @@ QUOTE_LIMIT = 200
 SYSTEM_PROMPT_LIMIT = 80
 PARAM_VALUE_LIMIT = 200
 DEFAULT_STALL_SECONDS = 30.0
-RESET_GRACE_SECONDS = 0.2
+RESET_GRACE_SECONDS = 0.5
 # Transport switches: leaving them out of the parameter list keeps a streamed reply's text
 # identical to the non-streamed reply for the same conversation.
 TRANSPORT_KEYS = frozenset({"model", "messages", "stream", "stream_options"})

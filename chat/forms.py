@@ -134,7 +134,9 @@ class ParametersForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         """Merge the schema fields into extra_params, then check the body against the schema."""
         cleaned = super().clean()
-        if self.errors:
+        # Other fields' errors (an empty message box) don't stop the merge: Save parameters
+        # and Save as preset use this form without a message.
+        if "extra_params" in self.errors or any(p.field_name in self.errors for p in self.params):
             return cleaned
         set_fields = {
             param.name: cleaned[param.field_name]
@@ -352,6 +354,16 @@ def compare_column_forms(
         )
         for number in range(1, CompareColumn.MAX_COLUMNS + 1)
     ]
+
+
+class PresetNameForm(forms.Form):
+    preset_name = forms.CharField(label="Preset name", max_length=100)
+
+    def clean_preset_name(self) -> str:
+        name = self.cleaned_data["preset_name"].strip()
+        if not name:
+            raise forms.ValidationError("Give the preset a name.")
+        return name
 
 
 class RenameForm(forms.Form):

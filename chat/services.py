@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from . import catalogue, client, database_thread, limits
 from .models import ApiCall, CompareColumn, Conversation, Message
+from .usage import cost_estimate
 
 logger = logging.getLogger(__name__)
 
@@ -682,6 +683,7 @@ def _call_record(reply: Message, payload: dict[str, Any], attempt: int) -> _Call
         url=prepared.url,
         request_headers=prepared.redacted_headers(),
         request_body=prepared.body.decode(),
+        model=str(payload.get("model") or "")[:200],
     )
     return _Call(record=record, prepared=prepared)
 
@@ -706,6 +708,13 @@ def _apply_usage(call: ApiCall, usage: dict[str, Any], usd_spent: Decimal | None
         _count(details.get("reasoning_tokens")) if isinstance(details, dict) else None
     )
     call.usd_spent = usd_spent
+    if usd_spent is None:  # not reported: computed from catalogue pricing, marked as such
+        call.usd_spent = cost_estimate(
+            model=call.model,
+            prompt_tokens=call.prompt_tokens,
+            completion_tokens=call.completion_tokens,
+        )
+        call.cost_estimated = call.usd_spent is not None
 
 
 def _call_failed(call: ApiCall, error: client.UpstreamError) -> None:

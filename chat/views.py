@@ -23,7 +23,17 @@ from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import branches, client, database_thread, exports, limits, services, sharing, snippets
+from . import (
+    branches,
+    client,
+    database_thread,
+    exports,
+    limits,
+    services,
+    sharing,
+    snippets,
+    usage,
+)
 from .forms import (
     ChatForm,
     EditForm,
@@ -498,6 +508,7 @@ def _render_conversation(
         "rename_form": rename_form or RenameForm(initial={"title": conversation.title}),
         "share_form": ShareForm(),
         "catalogue": services.catalogue_get(),
+        "totals": usage.conversation_totals(conversation=conversation),
         "recent": Conversation.objects.filter(owner=request.user).only("public_id", "title")[:15],
     }
     return render(request, "chat/conversation_detail.html", context, status=status)

@@ -8,7 +8,7 @@ from django import forms as django_forms
 from django.urls import reverse
 
 from chat import catalogue, client, schema_form
-from chat.forms import ChatForm, ParametersForm
+from chat.forms import ParametersForm
 from chat.models import Conversation, Message
 from tests.helpers import send, sent_bodies
 
