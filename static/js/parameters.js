@@ -11,9 +11,10 @@ async function refreshPanel() {
   const form = panelForm();
   const panel = document.getElementById("parameter-panel");
   if (!form || !panel) return;
+  const sent = new FormData(form);
   const response = await fetch(panel.dataset.panelUrl, {
     method: "POST",
-    body: new FormData(form),
+    body: sent,
     headers: { "X-CSRFToken": form.querySelector("input[name=csrfmiddlewaretoken]").value },
     credentials: "same-origin",
   });
@@ -22,8 +23,19 @@ async function refreshPanel() {
   template.innerHTML = await response.text();  // rendered and escaped by the server
   const replacement = template.content.getElementById("parameter-panel");
   if (!replacement) return;
+  keepEditsMadeWhileWaiting(panel, replacement, sent);
   panel.replaceWith(replacement);
   setUpPanel(replacement);
+}
+
+// Whatever the user typed while the new panel was on its way wins over the copy the
+// server rendered from the earlier values.
+function keepEditsMadeWhileWaiting(panel, replacement, sent) {
+  for (const field of panel.querySelectorAll("input[name], select[name], textarea[name]")) {
+    if (field.type === "submit" || field.value === (sent.get(field.name) ?? "")) continue;
+    const twin = replacement.querySelector(`[name="${CSS.escape(field.name)}"]`);
+    if (twin && twin.type !== "submit") twin.value = field.value;
+  }
 }
 
 function setUpModelFilter(panel) {
