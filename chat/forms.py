@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib.auth.forms import UserCreationForm
 from django.core.validators import MinValueValidator
 
-from . import catalogue, schema_form
+from . import catalogue, raw_request, schema_form
 from .models import CompareColumn, Conversation
 
 _RESOLVE = object()  # "look the schema up from the form's model"
@@ -289,9 +289,46 @@ class ImportForm(forms.Form):
 
 
 class ChatForm(MessageForm, ParametersForm):
-    """The message box plus the parameter panel: one submit, one generation."""
+    """The message box plus the parameter panel: one submit, one generation.
+
+    Raw request mode (the "Send raw body" button posts use_raw): the raw body is the
+    request, the message is its last user message, and the panel takes what maps.
+    """
+
+    use_raw = forms.BooleanField(required=False)  # set by the "Send raw body" button
+    raw_body = forms.CharField(
+        label="Raw request body (JSON)",
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 12, "spellcheck": "false", "class": "raw-body"}),
+    )
 
     field_order = ["content"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # In raw mode the message is the last user message of the raw body.
+        self.fields["content"].required = not self.data.get("use_raw")
+
+    def clean_content(self) -> str:
+        if self.data.get("use_raw"):
+            return self.cleaned_data["content"]
+        return super().clean_content()
+
+    def clean(self) -> dict[str, Any]:
+        """In raw mode the body is the request; the panel takes what maps from it."""
+        if not self.data.get("use_raw"):
+            return super().clean()
+        cleaned = self.cleaned_data
+        try:
+            body = raw_request.parse(cleaned.get("raw_body") or "")
+        except forms.ValidationError as error:
+            self.add_error("raw_body", error)
+            return cleaned
+        cleaned["raw_request"] = body
+        cleaned["content"] = raw_request.last_user_text(body)
+        cleaned.update(raw_request.to_parameters(body, cleaned))
+        return cleaned
 
 
 class RegenerateForm(ParametersForm):

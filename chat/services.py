@@ -121,7 +121,12 @@ def _messages_in_order(ids: list[int]) -> list[Message]:
 
 
 def message_send(
-    *, conversation: Conversation, content: str, idempotency_key: str, parameters: dict
+    *,
+    conversation: Conversation,
+    content: str,
+    idempotency_key: str,
+    parameters: dict,
+    raw_request: dict | None = None,
 ) -> Message:
     """Save the message and generate the reply in this request (the form path, no JS).
 
@@ -133,6 +138,7 @@ def message_send(
         content=content,
         idempotency_key=idempotency_key,
         parameters=parameters,
+        raw_request=raw_request,
     )
     if created:
         reply_generate(reply=reply)
@@ -140,7 +146,12 @@ def message_send(
 
 
 def message_start(
-    *, conversation: Conversation, content: str, idempotency_key: str, parameters: dict
+    *,
+    conversation: Conversation,
+    content: str,
+    idempotency_key: str,
+    parameters: dict,
+    raw_request: dict | None = None,
 ) -> tuple[Message, bool]:
     """Commit the parameters, the user's message and a pending reply, before any call.
 
@@ -153,6 +164,7 @@ def message_start(
         content=content,
         idempotency_key=idempotency_key,
         parameters=parameters,
+        raw_request=raw_request,
     )
 
 
@@ -163,6 +175,7 @@ def exchange_start(
     content: str,
     idempotency_key: str,
     parameters: dict | None,
+    raw_request: dict | None = None,
 ) -> tuple[Message, bool]:
     """A user message under `parent` and its pending reply, which becomes the current leaf.
 
@@ -185,6 +198,7 @@ def exchange_start(
                 role=Message.Role.USER,
                 content=content,
                 idempotency_key=idempotency_key,
+                raw_request=raw_request,
             )
             reply = reply_placeholder(conversation=conversation, parent=user_message)
             if conversation.title == Conversation._meta.get_field("title").default:
@@ -660,7 +674,11 @@ def build_payload(
 
 
 def _payload_for(reply: Message) -> dict[str, Any]:
-    """A reply is asked with its compare column's parameters, else the conversation's."""
+    """A reply is asked with the user's raw body when they wrote one (raw request mode),
+    else with its compare column's parameters, else the conversation's."""
+    parent = reply.parent
+    if parent is not None and parent.raw_request is not None:
+        return parent.raw_request
     column = CompareColumn.objects.filter(pk=reply.compare_column_id).first()
     return build_payload(
         conversation=reply.conversation, leaf_id=reply.parent_id, parameters=column

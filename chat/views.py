@@ -29,6 +29,7 @@ from . import (
     database_thread,
     exports,
     limits,
+    raw_request,
     services,
     sharing,
     snippets,
@@ -106,7 +107,15 @@ def conversation_create(request: HttpRequest) -> HttpResponse:
 def conversation_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     conversation = _owned_conversation(request, public_id)
     form = ChatForm(
-        initial={**ParametersForm.initial_for(conversation), "idempotency_key": uuid.uuid4().hex}
+        initial={
+            **ParametersForm.initial_for(conversation),
+            "idempotency_key": uuid.uuid4().hex,
+            "raw_body": raw_request.preview(
+                services.build_payload(
+                    conversation=conversation, leaf_id=conversation.current_leaf_id
+                )
+            ),
+        }
     )
     return _render_conversation(request, conversation, form)
 
@@ -125,6 +134,7 @@ def message_send(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
             content=data["content"],
             idempotency_key=data["idempotency_key"],
             parameters=data,
+            raw_request=data.get("raw_request"),
         )
     except ValidationError as error:
         form.add_error(None, error)
@@ -142,8 +152,8 @@ def message_stream(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     """
     conversation = _owned_conversation(request, public_id)
     form = ChatForm(request.POST)
-    if not form.is_valid():
-        return HttpResponse(status=400)
+    if not form.is_valid() or form.cleaned_data.get("raw_request"):
+        return HttpResponse(status=400)  # raw requests are not streamed: the form path sends
     data = form.cleaned_data
     try:
         reply, created = services.message_start(
