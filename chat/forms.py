@@ -113,6 +113,21 @@ class ParametersForm(forms.Form):
                 self.fields[name].help_text = schema_form.help_text(spec)
 
     @property
+    def keys_outside_schema(self) -> list[str]:
+        """Extra keys (and a stop list) the model's schema does not list: sent, but flagged."""
+        if self.schema is None:
+            return []
+        source = self.data if self.is_bound else self.initial
+        try:
+            extra = json.loads(source.get("extra_params") or "{}")
+        except (ValueError, RecursionError):
+            return []
+        keys = set(extra) if isinstance(extra, dict) else set()
+        if str(source.get("stop") or "").strip():
+            keys.add("stop")
+        return sorted(key for key in keys if key not in self.schema.properties)
+
+    @property
     def schema_fields(self) -> list[forms.BoundField]:
         return [self[param.field_name] for param in self.params]
 

@@ -362,7 +362,8 @@ def edit_form_id(message: Message) -> str:
 @require_POST
 def parameters_save(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     conversation = _owned_conversation(request, public_id)
-    form = ParametersForm(request.POST)
+    # "Copy into the form" from the raw editor: the panel takes what maps from the raw body.
+    form = (ChatForm if request.POST.get("use_raw") else ParametersForm)(request.POST)
     if not form.is_valid():
         chat_form = ChatForm(request.POST)
         chat_form.is_valid()  # show the same parameter errors; the message box may be empty

@@ -332,3 +332,19 @@ def test_the_model_browser_groups_by_developer_with_context_output_and_price(
     assert page.index("<h3>Anthropic</h3>") < page.index("<h3>Open AI</h3>")
     assert "<td>200k</td>" in page and "<td>64k</td>" in page
     assert "$2.00 / $2.00" in page
+
+
+def test_keys_the_schema_does_not_list_are_sent_but_flagged(alice_client, conversation, upstream):
+    send(
+        alice_client,
+        conversation,
+        "Hi",
+        model=CLAUDE,
+        stop="END",
+        extra_params='{"enable_thinking": false}',
+    )
+
+    (body,) = sent_bodies(upstream)
+    assert body["enable_thinking"] is False and body["stop"] == ["END"]
+    page = alice_client.get(conversation.get_absolute_url()).content.decode()
+    assert "schema, sent as they are: <code>enable_thinking</code>, <code>stop</code>." in page

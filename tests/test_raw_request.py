@@ -3,9 +3,10 @@
 import json
 
 import pytest
+from django.urls import reverse
 
 from chat.models import ApiCall, Conversation, Message
-from tests.helpers import send, sent_bodies
+from tests.helpers import form_data, send, sent_bodies
 
 pytestmark = pytest.mark.django_db
 
@@ -92,8 +93,6 @@ def test_a_bad_raw_body_is_refused_and_kept(alice_client, conversation, upstream
 
 
 def test_a_failed_raw_request_is_retried_with_the_same_body(alice_client, conversation, upstream):
-    from django.urls import reverse
-
     send_raw(alice_client, conversation, {**RAW, "demo_fault": "status=400"})
     reply = Message.objects.get(role="assistant")
     assert reply.status == Message.Status.FAILED
@@ -102,3 +101,14 @@ def test_a_failed_raw_request_is_retried_with_the_same_body(alice_client, conver
 
     first, second = sent_bodies(upstream)
     assert first == second == {**RAW, "demo_fault": "status=400"}
+
+
+def test_copy_into_the_form_maps_the_raw_body_without_sending(alice_client, conversation, upstream):
+    data = form_data("", use_raw="on", raw_body=json.dumps(RAW))
+    response = alice_client.post(reverse("parameters_save", args=[conversation.public_id]), data)
+
+    assert response.status_code == 302
+    conversation.refresh_from_db()
+    assert (conversation.model, conversation.temperature) == ("demo/thinker", 0.3)
+    assert conversation.extra_params == {"top_k": 7, "x_vendor_flag": {"deep": [1, 2]}}
+    assert upstream.chat_requests() == [] and not Message.objects.exists()

@@ -1,6 +1,6 @@
 """Filters for the model picker and usage figures."""
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from django import template
 
@@ -29,8 +29,12 @@ def price_per_million(pricing: dict | None) -> str:
 
 
 @register.filter
-def usd(value: Decimal | None) -> str:
-    """A cost with enough digits to show sub-cent amounts."""
-    if value is None:
+def usd(value: Decimal | str | None) -> str:
+    """A cost with enough digits to show sub-cent amounts (exports carry it as a string)."""
+    if value is None or value == "":
         return ""
-    return f"${value:,.6f}".rstrip("0").rstrip(".") if value else "$0"
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return ""
+    return f"${amount:,.6f}".rstrip("0").rstrip(".") if amount else "$0"
