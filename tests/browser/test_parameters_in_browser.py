@@ -1,5 +1,8 @@
 """The parameter panel follows the model: its schema's fields appear as the model changes."""
 
+import json
+import re
+
 from playwright.sync_api import expect
 
 from tests.helpers import sent_bodies
@@ -80,3 +83,29 @@ def test_without_javascript_save_parameters_shows_the_new_models_panel(
     expect(page.locator("li.assistant.status-complete")).to_have_count(1)
     (body,) = sent_bodies(demo_upstream)
     assert (body["min_p"], body["temperature"]) == (2.0, 1.5)
+
+
+def test_a_raw_request_is_sent_as_written_and_the_form_takes_what_maps(
+    logged_in_page, demo_upstream
+):
+    page = logged_in_page
+    new_conversation(page)
+    page.get_by_text("Raw request", exact=True).click()
+    editor = page.get_by_label("Raw request body (JSON)")
+    prefilled = json.loads(editor.input_value())
+    assert prefilled["messages"][-1] == {"role": "user", "content": ""}
+    raw = {
+        "model": "demo/echo",
+        "messages": [{"role": "user", "content": "Raw from the browser"}],
+        "temperature": 0.25,
+        "x_custom": [1, 2],
+    }
+    editor.fill(json.dumps(raw))
+
+    page.get_by_role("button", name="Send raw body").click()
+
+    expect(page.locator("li.assistant.status-complete")).to_have_count(1)
+    expect(page.locator("li.user")).to_contain_text("Raw from the browser")
+    assert sent_bodies(demo_upstream) == [raw]
+    expect(page.get_by_label("Temperature")).to_have_value("0.25")
+    expect(page.get_by_label("Extra parameters (JSON)")).to_have_value(re.compile("x_custom"))
