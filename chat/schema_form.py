@@ -30,7 +30,7 @@ FIELD_PREFIX = "schema__"
 # Chosen by the app (the conversation, streaming) or shown as the common fields.
 APP_CONTROLLED = {"model", "messages", "stream", "stream_options"}
 COMMON = ("temperature", "top_p", "max_tokens", "stop")
-MAX_HELP_CHARS = 400
+MAX_HELP_CHARS = 160
 MAX_JSON_DEPTH = 8
 
 
@@ -75,10 +75,7 @@ def kind_of(spec: dict[str, Any]) -> str:
 
 
 def help_text(spec: dict[str, Any]) -> str:
-    """The property's description, then its range and default, as plain text."""
-    description = " ".join(str(spec.get("description") or "").split())
-    if len(description) > MAX_HELP_CHARS:
-        description = description[: MAX_HELP_CHARS - 1].rstrip() + "…"
+    """Range, default and limits first (what a user needs at a glance), then the description."""
     facts = []
     low, high = spec.get("minimum"), spec.get("maximum")
     if low is not None and high is not None:
@@ -91,8 +88,10 @@ def help_text(spec: dict[str, Any]) -> str:
         facts.append(f"Default {json.dumps(spec['default'])}.")
     if spec.get("maxItems") is not None:
         facts.append(f"At most {spec['maxItems']} items.")
-    facts.append("Blank: not sent.")
-    return " ".join(filter(None, [description, *facts]))
+    description = " ".join(str(spec.get("description") or "").split())
+    if len(description) > MAX_HELP_CHARS:
+        description = description[: MAX_HELP_CHARS - 1].rstrip() + "…"
+    return " ".join(filter(None, [*facts, description]))
 
 
 def make_field(param: Param) -> forms.Field:

@@ -46,7 +46,7 @@ function setUpModelFilter(panel) {
     const words = filter.value.toLowerCase().split(/\s+/).filter(Boolean);
     for (const group of panel.querySelectorAll(".model-group")) {
       let shown = 0;
-      for (const row of group.querySelectorAll("tr[data-search]")) {
+      for (const row of group.querySelectorAll("li[data-search]")) {
         const match = words.every((word) => row.dataset.search.includes(word));
         row.hidden = !match;
         if (match) shown += 1;

@@ -55,7 +55,7 @@ def test_the_model_browser_filters_as_you_type_and_picks_a_model(logged_in_page,
     page.get_by_text("Browse models").click()
     page.get_by_label("Filter models").fill("deep")
 
-    rows = page.locator(".model-browser tr[data-model-id]")
+    rows = page.locator(".model-browser li[data-model-id]")
     expect(rows.filter(visible=True)).to_have_count(1)
     page.get_by_role("button", name="DeepSeek R1").click()
 
