@@ -1,16 +1,14 @@
-// The parameter panel: swap in the new model's fields when the model changes, and
-// filter the model browser as you type. Without this file, "Save parameters" shows
-// the new model's panel and the browser lists every model.
+// The parameter panel: show the new model's fields when the model changes, and filter
+// the model browser as you type. Without this file, "Save parameters" shows the new
+// model's panel and the browser lists every model.
 "use strict";
 
-function panelForm() {
-  return document.getElementById("chat-form");
-}
+// The fields every model has: they stay in place (focus and typing are never lost);
+// only their help text and range follow the model.
+const COMMON_FIELDS = ["temperature", "top_p", "max_tokens", "stop"];
 
-async function refreshPanel() {
-  const form = panelForm();
-  const panel = document.getElementById("parameter-panel");
-  if (!form || !panel) return;
+async function refreshPanel(panel) {
+  const form = document.getElementById("chat-form");
   const sent = new FormData(form);
   const response = await fetch(panel.dataset.panelUrl, {
     method: "POST",
@@ -21,20 +19,35 @@ async function refreshPanel() {
   if (!response.ok) return;
   const template = document.createElement("template");
   template.innerHTML = await response.text();  // rendered and escaped by the server
-  const replacement = template.content.getElementById("parameter-panel");
-  if (!replacement) return;
-  keepEditsMadeWhileWaiting(panel, replacement, sent);
-  panel.replaceWith(replacement);
-  setUpPanel(replacement);
+  const fresh = template.content.getElementById("parameter-panel");
+  if (!fresh) return;
+  for (const name of COMMON_FIELDS) followModel(panel, fresh, name);
+  const block = panel.querySelector("#schema-block");
+  const freshBlock = fresh.querySelector("#schema-block");
+  keepEditsMadeWhileWaiting(block, freshBlock, sent);
+  block.replaceWith(freshBlock);
 }
 
-// Whatever the user typed while the new panel was on its way wins over the copy the
-// server rendered from the earlier values.
-function keepEditsMadeWhileWaiting(panel, replacement, sent) {
-  for (const field of panel.querySelectorAll("input[name], select[name], textarea[name]")) {
-    if (field.type === "submit" || field.value === (sent.get(field.name) ?? "")) continue;
-    const twin = replacement.querySelector(`[name="${CSS.escape(field.name)}"]`);
-    if (twin && twin.type !== "submit") twin.value = field.value;
+function followModel(panel, fresh, name) {
+  const input = panel.querySelector(`[name="${name}"]`);
+  const twin = fresh.querySelector(`[name="${name}"]`);
+  if (!input || !twin) return;
+  for (const attribute of ["min", "max", "step"]) {
+    if (twin.hasAttribute(attribute)) input.setAttribute(attribute, twin.getAttribute(attribute));
+    else input.removeAttribute(attribute);
+  }
+  const help = input.closest(".field")?.querySelector("small");
+  const freshHelp = twin.closest(".field")?.querySelector("small");
+  if (help && freshHelp) help.textContent = freshHelp.textContent;
+}
+
+// Whatever the user typed in the old model's fields while the new ones were on their way
+// wins over the copy the server rendered from the earlier values.
+function keepEditsMadeWhileWaiting(block, freshBlock, sent) {
+  for (const field of block.querySelectorAll("input[name], select[name], textarea[name]")) {
+    if (field.value === (sent.get(field.name) ?? "")) continue;
+    const twin = freshBlock.querySelector(`[name="${CSS.escape(field.name)}"]`);
+    if (twin) twin.value = field.value;
   }
 }
 
@@ -59,18 +72,18 @@ function setUpModelFilter(panel) {
 function setUpPanel(panel) {
   const model = panel.querySelector("input[name=model]");
   let last = model.value;
-  model.addEventListener("change", () => {
+  const follow = () => {
     if (model.value.trim() && model.value !== last) {
       last = model.value;
-      refreshPanel();
+      refreshPanel(panel);
     }
-  });
+  };
+  model.addEventListener("change", follow);
   for (const button of panel.querySelectorAll(".model-browser button[name=model]")) {
     button.addEventListener("click", (event) => {
       event.preventDefault();
       model.value = button.value;
-      last = model.value;
-      refreshPanel();
+      follow();
     });
   }
   setUpModelFilter(panel);
