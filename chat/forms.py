@@ -90,8 +90,11 @@ class ParametersForm(forms.Form):
     def __init__(self, *args: Any, schema: Any = _RESOLVE, **kwargs: Any) -> None:
         """Adds a field per parameter of the model's schema (chat/schema_form.py)."""
         super().__init__(*args, **kwargs)
-        source = self.data if self.is_bound else self.initial
-        model_id = str(source.get("model") or "").strip()
+        # Bound data carries the form's prefix (compare columns); initial values do not.
+        if self.is_bound:
+            model_id = str(self.data.get(self.add_prefix("model")) or "").strip()
+        else:
+            model_id = str(self.initial.get("model") or "").strip()
         self.schema = catalogue.schema_for(model_id) if schema is _RESOLVE else schema
         self.params = schema_form.params_of(self.schema)
         self.schema_failed = False  # the schema check found problems: offer Send anyway
@@ -117,7 +120,12 @@ class ParametersForm(forms.Form):
         """Extra keys (and a stop list) the model's schema does not list: sent, but flagged."""
         if self.schema is None:
             return []
-        source = self.data if self.is_bound else self.initial
+        if self.is_bound:
+            source = {
+                name: self.data.get(self.add_prefix(name)) for name in ("extra_params", "stop")
+            }
+        else:
+            source = self.initial
         try:
             extra = json.loads(source.get("extra_params") or "{}")
         except (ValueError, RecursionError):
@@ -151,17 +159,17 @@ class ParametersForm(forms.Form):
         cleaned = super().clean()
         # Other fields' errors (an empty message box) don't stop the merge: Save parameters
         # and Save as preset use this form without a message.
-        if "extra_params" in self.errors or any(p.field_name in self.errors for p in self.params):
-            return cleaned
         set_fields = {
             param.name: cleaned[param.field_name]
             for param in self.params
             if cleaned.get(param.field_name) is not None
         }
-        free = cleaned.get("extra_params") or {}
-        cleaned["extra_params"] = {**set_fields, **free}
+        free = cleaned.get("extra_params") if "extra_params" not in self.errors else None
+        if free is not None and not any(p.field_name in self.errors for p in self.params):
+            cleaned["extra_params"] = {**set_fields, **free}
         if self.schema is not None and not cleaned.get("send_anyway"):
-            self._check_schema(cleaned, set_fields, free)
+            # Whatever could be read is checked, so every problem shows in one round.
+            self._check_schema(cleaned, set_fields, free or {})
         return cleaned
 
     def _check_schema(

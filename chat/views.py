@@ -110,11 +110,14 @@ def conversation_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpRespo
         initial={
             **ParametersForm.initial_for(conversation),
             "idempotency_key": uuid.uuid4().hex,
+            # The raw editor holds the whole conversation: drawn only when asked for.
             "raw_body": raw_request.preview(
                 services.build_payload(
                     conversation=conversation, leaf_id=conversation.current_leaf_id
                 )
-            ),
+            )
+            if request.GET.get("raw") == "1"
+            else "",
         }
     )
     return _render_conversation(request, conversation, form)

@@ -62,7 +62,11 @@ def test_the_raw_editor_is_prefilled_from_the_form(alice_client, conversation):
     conversation.temperature = 0.6
     conversation.save()
 
-    form = alice_client.get(conversation.get_absolute_url()).context["form"]
+    plain = alice_client.get(conversation.get_absolute_url())
+    form = alice_client.get(conversation.get_absolute_url() + "?raw=1").context["form"]
+
+    assert 'href="?raw=1#raw-mode"' in plain.content.decode()  # not drawn until asked for
+    assert not plain.context["form"]["raw_body"].value()
 
     prefilled = json.loads(form["raw_body"].value())
     assert prefilled == {

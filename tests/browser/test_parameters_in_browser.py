@@ -90,7 +90,7 @@ def test_a_raw_request_is_sent_as_written_and_the_form_takes_what_maps(
 ):
     page = logged_in_page
     new_conversation(page)
-    page.get_by_text("Raw request", exact=True).click()
+    page.get_by_role("link", name="Raw request", exact=True).click()
     editor = page.get_by_label("Raw request body (JSON)")
     prefilled = json.loads(editor.input_value())
     assert prefilled["messages"][-1] == {"role": "user", "content": ""}
