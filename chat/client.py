@@ -506,16 +506,40 @@ def _raw_headers(response: httpx.Response) -> dict[str, str]:
     return {name.decode("latin-1"): value.decode("latin-1") for name, value in response.headers.raw}
 
 
+@dataclass(frozen=True)
+class CatalogueResponse:
+    """The catalogue as fetched: None models means 304 Not Modified (keep the cached copy)."""
+
+    models: list[dict[str, Any]] | None
+    etag: str | None
+
+
 def fetch_models() -> list[dict[str, Any]]:
-    """The upstream's chat models, normalised from either catalogue shape.
+    """The upstream's chat models, normalised from either catalogue shape."""
+    return fetch_catalogue(etag=None).models or []
+
+
+def fetch_catalogue(*, etag: str | None) -> CatalogueResponse:
+    """The upstream's chat models, normalised from either catalogue shape, honouring ETag.
 
     Reference: https://docs.aimlapi.com/api-references/model-database — AI/ML API
-    returns {data: [{id, type, info: {...}}]}, OpenAI-compatible servers
-    {data: [{id, object, owned_by}]}.
+    returns {data: [{id, type, info: {...}, pricing?}]} and enriches it with
+    `?include=pricing,capabilities`; OpenAI-compatible servers return
+    {data: [{id, object, owned_by}]} and ignore the unknown query parameter.
     """
     started = time.monotonic()
-    request = requests.Request("GET", f"{settings.UPSTREAM_BASE_URL}/models")
+    headers = {"Accept": "application/json"}
+    if etag:
+        headers["If-None-Match"] = etag
+    request = requests.Request(
+        "GET",
+        f"{settings.UPSTREAM_BASE_URL}/models",
+        params={"include": "pricing,capabilities"},
+        headers=headers,
+    )
     response = _send(_session().prepare_request(request), started)
+    if response.status_code == 304:
+        return CatalogueResponse(models=None, etag=response.headers.get("ETag") or etag)
     if not response.ok:
         raise UpstreamError(
             "http",
@@ -528,19 +552,110 @@ def fetch_models() -> list[dict[str, Any]]:
         items = None
     if not isinstance(items, list):
         raise UpstreamError("bad_json", "The model list is not in a shape we understand.")
-    return [normalise_model(item) for item in items if _is_chat_model(item)]
+    models = [normalise_model(item) for item in items if _is_chat_model(item)]
+    return CatalogueResponse(models=models, etag=response.headers.get("ETag"))
+
+
+MAX_SCHEMA_BYTES = 4 * 1024 * 1024
+
+
+def fetch_json_document(url: str) -> dict[str, Any]:
+    """A model's OpenAPI document, from the catalogue's `info.docsJson` link.
+
+    Only URLs on the operator-configured upstream's own origin are fetched: the
+    link comes from the upstream, never from a user, and even so a catalogue
+    entry must not make the server call arbitrary hosts (SSRF).
+    """
+    if not is_upstream_url(url):
+        raise UpstreamError("refused", "The schema link is not on the configured upstream.")
+    started = time.monotonic()
+    request = requests.Request("GET", url, headers={"Accept": "application/json"})
+    response = _send(_session().prepare_request(request), started, stream=True)
+    try:
+        if not response.ok:
+            raise UpstreamError(
+                "http",
+                describe_http_error(response.status_code, b""),
+                http_status=response.status_code,
+            )
+        body = response.raw.read(MAX_SCHEMA_BYTES + 1, decode_content=True)
+    except (urllib3.exceptions.HTTPError, OSError):
+        raise UpstreamError("broken", "The schema download broke off.") from None
+    finally:
+        response.close()
+    if len(body) > MAX_SCHEMA_BYTES:
+        raise UpstreamError("too_big", "The schema document is larger than we accept.")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise UpstreamError("bad_json", "The schema document is not a JSON object.")
+    return data
+
+
+def is_upstream_url(url: str) -> bool:
+    """True for http(s) URLs on the same scheme, host and port as UPSTREAM_BASE_URL."""
+    wanted = urlsplit(settings.UPSTREAM_BASE_URL)
+    candidate = urlsplit(url)
+    return (
+        candidate.scheme in {"http", "https"}
+        and (candidate.scheme, candidate.netloc.lower()) == (wanted.scheme, wanted.netloc.lower())
+        and not candidate.username
+    )
 
 
 def normalise_model(item: dict[str, Any]) -> dict[str, Any]:
     info = item.get("info") if isinstance(item.get("info"), dict) else {}
+    docs_json = info.get("docsJson")
     return {
         "id": str(item["id"]),
         "name": str(info.get("name") or item["id"]),
         "developer": str(info.get("developer") or item.get("owned_by") or ""),
-        "context_length": info.get("contextLength"),
-        "output_max": info.get("outputMax"),
+        "context_length": _positive_int(info.get("contextLength")),
+        "output_max": _positive_int(info.get("outputMax")),
         "aliases": [str(alias) for alias in item.get("aliases") or []],
+        "docs_json": docs_json if isinstance(docs_json, str) and docs_json else None,
+        "pricing": token_prices(item.get("pricing")),
+        "capabilities": [str(c) for c in item.get("capabilities") or [] if isinstance(c, str)],
     }
+
+
+def token_prices(pricing: Any) -> dict[str, str] | None:
+    """USD per token for input and output, from a `fixed` catalogue price; else None.
+
+    Reference: https://docs.aimlapi.com/api-references/model-database — "read
+    `price` together with `per`": each unit is {unit, price, per}, so the rate
+    per token is price / per. Variant and variable prices cannot be quoted ahead.
+    Returned as decimal strings, so the cached catalogue stays JSON-friendly.
+    """
+    if not isinstance(pricing, dict) or pricing.get("kind", "fixed") != "fixed":
+        return None
+    if str(pricing.get("currency") or "USD").upper() != "USD":
+        return None
+    rates: dict[str, str] = {}
+    for unit in pricing.get("units") or []:
+        if not isinstance(unit, dict):
+            continue
+        name = str(unit.get("unit") or unit.get("name") or unit.get("type") or "").lower()
+        side = (
+            "input"
+            if ("input" in name or "prompt" in name) and "cache" not in name
+            else "output"
+            if "output" in name or "completion" in name
+            else None
+        )
+        try:
+            rate = Decimal(str(unit.get("price"))) / Decimal(str(unit.get("per") or 1))
+        except (InvalidOperation, ArithmeticError):
+            continue
+        if side and side not in rates and rate >= 0:
+            rates[side] = str(rate)
+    return rates if {"input", "output"} <= rates.keys() else None
+
+
+def _positive_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def _is_chat_model(item: Any) -> bool:

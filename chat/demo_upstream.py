@@ -21,6 +21,11 @@ Endpoints (each also without the ``/v1`` prefix)
 ``POST /v1/chat/completions``
     Any model id is answered. ``Authorization: Bearer demo-invalid-key`` gets a 401, any other
     key (or none) is accepted. ``"stream": true`` answers with server-sent events.
+``GET /docs-json?model=<id>``
+    The model's OpenAPI document, linked from the catalogue's ``info.docsJson``: the
+    provider's own documents for the three real models (``chat/schemas/``) and a small one
+    for the demo models. ``?include=pricing,capabilities`` on ``/v1/models`` adds a fixed
+    per-token price and capabilities to each chat model, as the provider does.
 ``GET /_demo/requests``, ``POST /_demo/reset``
     The recorded requests as JSON, and a reset (recordings and ``fail_times`` counters).
 
@@ -76,6 +81,11 @@ Keys:
 ``no_done``
     Stream: complete, ``finish_reason`` and usage included, but the connection closes without
     ``data: [DONE]`` (Claude's way; a normal end).
+``no_cost``
+    Report no cost at all: no ``meta.usage`` in the body or the last chunk, no
+    ``x-aimlapi-usd-spent`` header (an OpenAI-compatible server's way).
+``no_cost_body``
+    Non-streamed: no ``meta.usage`` in the body, the cost only in the header.
 ``error_event_after=N``
     Stream: after N content chunks an event
     ``data: {"error": {"message": "Upstream model overloaded", "code": 503}}``, then close.
@@ -102,8 +112,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 __all__ = ["DemoUpstream", "FaultSpec", "FaultSpecError", "RecordedRequest", "parse_fault_spec"]
 
@@ -115,6 +126,7 @@ QUOTE_LIMIT = 200
 SYSTEM_PROMPT_LIMIT = 80
 PARAM_VALUE_LIMIT = 200
 DEFAULT_STALL_SECONDS = 30.0
+RESET_GRACE_SECONDS = 0.5
 # Transport switches: leaving them out of the parameter list keeps a streamed reply's text
 # identical to the non-streamed reply for the same conversation.
 TRANSPORT_KEYS = frozenset({"model", "messages", "stream", "stream_options"})
@@ -180,6 +192,8 @@ class FaultSpec:
     empty_choices: bool = False
     no_end: bool = False
     no_done: bool = False
+    no_cost: bool = False
+    no_cost_body: bool = False
     error_event_after: int | None = None
 
 
@@ -226,6 +240,8 @@ _FAULT_KEYS: dict[str, Any] = {
     "empty_choices": None,
     "no_end": None,
     "no_done": None,
+    "no_cost": None,
+    "no_cost_body": None,
 }
 
 
@@ -489,7 +505,9 @@ def validate_chat_body(payload: Any) -> str | None:
 # --------------------------------------------------------------------------- wire shapes
 
 
-def completion_json(reply: Reply, completion_id: str, created: int, *, empty: bool) -> dict:
+def completion_json(
+    reply: Reply, completion_id: str, created: int, *, empty: bool, meta: bool = True
+) -> dict:
     message: dict[str, Any] = {"role": "assistant", "content": reply.content}
     if reply.reasoning is not None:
         message["reasoning_content"] = reply.reasoning
@@ -507,7 +525,7 @@ def completion_json(reply: Reply, completion_id: str, created: int, *, empty: bo
         "model": reply.model,
         "choices": [] if empty else [choice],
         "usage": reply.usage(),
-        "meta": reply.meta(),
+        **({"meta": reply.meta()} if meta else {}),
     }
 
 
@@ -658,9 +676,107 @@ CATALOGUE: list[dict[str, Any]] = [
 ]
 
 
-def catalogue_json(shape: str) -> dict[str, Any]:
+# The provider's own OpenAPI documents, served at /docs-json for the three real models.
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+SCHEMA_FILES = {
+    "anthropic/claude-sonnet-4.5": "claude-sonnet-4-5.openapi.json",
+    "openai/gpt-4o": "gpt-4o.openapi.json",
+    "deepseek/deepseek-r1": "deepseek-r1.openapi.json",
+}
+DEMO_MODELS = ("demo/echo", "demo/thinker")
+DEMO_PRICING = {
+    "kind": "fixed",
+    "currency": "USD",
+    "units": [
+        {"unit": "input_tokens", "price": USD_PER_TOKEN * 1_000_000, "per": 1_000_000},
+        {"unit": "output_tokens", "price": USD_PER_TOKEN * 1_000_000, "per": 1_000_000},
+    ],
+}
+
+
+def demo_schema(model_id: str) -> dict[str, Any]:
+    """A small OpenAPI document for the demo models, in the provider's layout."""
+    properties: dict[str, Any] = {
+        "model": {"type": "string", "enum": [model_id]},
+        "messages": {"type": "array", "items": {"type": "object"}},
+        "max_tokens": {"type": "integer", "minimum": 1, "description": "Cut the reply here."},
+        "temperature": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 2,
+            "default": 1,
+            "description": "Echoed back; the demo is deterministic anyway.",
+        },
+        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+        "stop": {
+            "type": "array",
+            "items": {"type": "string"},
+            "maxItems": 4,
+            "description": "Cut the reply before the first of these.",
+        },
+        "seed": {"type": "integer", "minimum": 1, "description": "Echoed back."},
+        "reasoning_effort": {
+            "type": "string",
+            "enum": ["low", "medium", "high"],
+            "description": "Any value makes the demo show its reasoning.",
+        },
+        "enable_thinking": {
+            "type": "boolean",
+            "description": "Qwen-style switch: the demo adds reasoning_content.",
+        },
+        "response_format": {
+            "type": "object",
+            "properties": {"type": {"type": "string", "enum": ["text", "json_object"]}},
+            "required": ["type"],
+            "description": "Echoed back.",
+        },
+        "stream": {"type": "boolean", "default": False},
+    }
+    schema = {
+        "type": "object",
+        "required": ["model", "messages"],
+        "properties": properties,
+    }
+    operation = {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}
+    }
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": f"Demo schema for {model_id}", "version": "1.0.0"},
+        "paths": {"/v1/chat/completions": {"post": operation}},
+    }
+
+
+def schema_document(model_id: str) -> bytes | None:
+    if model_id in SCHEMA_FILES:
+        return (SCHEMA_DIR / SCHEMA_FILES[model_id]).read_bytes()
+    if model_id in DEMO_MODELS:
+        return json.dumps(demo_schema(model_id)).encode()
+    return None
+
+
+def _enriched(model: dict[str, Any], origin: str, include: set[str]) -> dict[str, Any]:
+    if model["type"] != "chat-completion":
+        return model
+    info = {**model["info"]}
+    if schema_document(model["id"]) is not None:
+        info["docsJson"] = f"{origin}/docs-json?model={quote(model['id'], safe='')}"
+    enriched = {**model, "info": info}
+    if include & {"pricing", "all"}:
+        enriched["pricing"] = DEMO_PRICING
+    if include & {"capabilities", "all"}:
+        enriched["capabilities"] = ["streaming"] + (
+            ["reasoning"] if "reasoning" in model["tags"] else []
+        )
+    return enriched
+
+
+def catalogue_json(
+    shape: str, *, origin: str = "", include: set[str] | frozenset = frozenset(), extra=()
+) -> dict[str, Any]:
+    models = [*CATALOGUE, *extra]
     if shape.strip().lower() != "openai":
-        return {"object": "list", "data": CATALOGUE}
+        return {"object": "list", "data": [_enriched(m, origin, include) for m in models]}
     data = [
         {
             "id": model["id"],
@@ -668,7 +784,7 @@ def catalogue_json(shape: str) -> dict[str, Any]:
             "created": CATALOGUE_CREATED,
             "owned_by": model["info"]["developer"],
         }
-        for model in CATALOGUE
+        for model in models
     ]
     return {"object": "list", "data": data}
 
@@ -730,10 +846,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(400, "Body validation error! Unreadable request body.", close=True)
             return
         route = _route(self.path)
-        if route in ("/models", "/chat/completions"):
+        if route in ("/models", "/chat/completions", "/docs-json"):
             self.upstream._record(self, body)
         if route == "/models" and self.command == "GET":
             self._send_models()
+        elif route == "/docs-json" and self.command == "GET":
+            self._send_schema()
         elif route == "/chat/completions" and self.command == "POST":
             ChatExchange(self, body).run()
         elif route == "/_demo/requests" and self.command == "GET":
@@ -770,8 +888,17 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- responses
 
     def _send_models(self) -> None:
-        shape = self.headers.get("X-Demo-Models-Shape", "")
-        body = json.dumps(catalogue_json(shape), ensure_ascii=False).encode()
+        shape = self.headers.get("X-Demo-Models-Shape", "") or self.upstream.models_shape
+        if self.upstream.models_status:
+            self._send_error(self.upstream.models_status)
+            return
+        query = parse_qs(urlsplit(self.path).query)
+        include = {part.strip() for value in query.get("include", []) for part in value.split(",")}
+        origin = f"http://{self.headers.get('Host') or self.upstream.host}"
+        catalogue = catalogue_json(
+            shape, origin=origin, include=include, extra=self.upstream.extra_models
+        )
+        body = json.dumps(catalogue, ensure_ascii=False).encode()
         etag = etag_for(body)
         if etag_matches(self.headers.get("If-None-Match"), etag):
             self.send_response(304)
@@ -779,6 +906,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         self._send_bytes(200, body, {"ETag": etag, "Cache-Control": "no-cache"})
+
+    def _send_schema(self) -> None:
+        model_id = parse_qs(urlsplit(self.path).query).get("model", [""])[0]
+        document = schema_document(model_id)
+        if document is None:
+            self._send_error(404, f"No schema for model {model_id!r}")
+            return
+        self._send_bytes(200, document)
 
     def _send_json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
         self._send_bytes(status, json.dumps(data, ensure_ascii=False).encode(), headers)
@@ -881,7 +1016,9 @@ class ChatExchange:
 
     # ---- non-streamed
 
-    def _reply_headers(self, reply: Reply) -> dict[str, str]:
+    def _reply_headers(self, reply: Reply, fault: FaultSpec) -> dict[str, str]:
+        if fault.no_cost:
+            return {"x-inference-id": self.inference_id}
         return {
             "x-inference-id": self.inference_id,
             "x-aimlapi-credits-used": str(reply.credits_used()),
@@ -891,21 +1028,27 @@ class ChatExchange:
 
     def _respond(self, reply: Reply, fault: FaultSpec) -> None:
         self.upstream._wait(self.upstream.first_token_delay)
-        data = completion_json(reply, self.completion_id, self.created, empty=fault.empty_choices)
+        data = completion_json(
+            reply,
+            self.completion_id,
+            self.created,
+            empty=fault.empty_choices,
+            meta=not (fault.no_cost or fault.no_cost_body),
+        )
         body = json.dumps(data, ensure_ascii=False).encode()
         if fault.malformed:
             body = body[: len(body) // 2]
         if fault.reset_after is not None:
-            self._send_half_then_reset(body, reply)
+            self._send_half_then_reset(body, reply, fault)
             return
-        self.handler._send_bytes(200, body, self._reply_headers(reply))
+        self.handler._send_bytes(200, body, self._reply_headers(reply, fault))
 
-    def _send_half_then_reset(self, body: bytes, reply: Reply) -> None:
+    def _send_half_then_reset(self, body: bytes, reply: Reply, fault: FaultSpec) -> None:
         handler = self.handler
         handler.send_response(200)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(body)))
-        for name, value in handler._common_headers(self._reply_headers(reply)).items():
+        for name, value in handler._common_headers(self._reply_headers(reply, fault)).items():
             handler.send_header(name, value)
         handler.end_headers()
         handler.wfile.write(body[: len(body) // 2])
@@ -959,6 +1102,10 @@ class ChatExchange:
             self._write(sse(STREAM_ERROR_EVENT))
             return True
         if due(fault.reset_after):
+            # Let the chunks already written reach the client first: a RST makes the
+            # client's kernel drop data it has not read yet, which would turn "reset
+            # after N chunks" into "reset after 0" whenever the client is a little slow.
+            self.upstream._wait(RESET_GRACE_SECONDS)
             self.handler.abort_with_reset()
             return True
         if due(fault.stall_after):
@@ -970,11 +1117,12 @@ class ChatExchange:
         options = self.payload.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
         finish = [delta_choice({}, reply.finish_reason)]
+        meta = {} if fault.no_cost else {"meta": reply.meta()}
         if include_usage:
             self._emit(self._chunk(reply, finish, usage=reply.usage()), pace)
-            self._emit(self._chunk(reply, [], usage=reply.usage(), meta=reply.meta()), pace)
+            self._emit(self._chunk(reply, [], usage=reply.usage(), **meta), pace)
         else:
-            self._emit(self._chunk(reply, finish, usage=reply.usage(), meta=reply.meta()), pace)
+            self._emit(self._chunk(reply, finish, usage=reply.usage(), **meta), pace)
         if not fault.no_done:
             self._write(sse("[DONE]"))
 
@@ -1064,6 +1212,11 @@ class DemoUpstream:
         self._thread: threading.Thread | None = None
         self._serving = False
         self._closed = False
+        # Test knobs for the catalogue: its shape ("openai" for OpenAI's), an error status
+        # to answer instead, and models added to it (which changes its ETag).
+        self.models_shape = ""
+        self.models_status: int | None = None
+        self.extra_models: list[dict[str, Any]] = []
         self._server = _Server((host, port), _Handler)
         self._server.upstream = self
 
@@ -1088,10 +1241,13 @@ class DemoUpstream:
         ]
 
     def clear(self) -> None:
-        """Forget recorded requests and the ``fail_times`` counters."""
+        """Forget recorded requests, the ``fail_times`` counters and the catalogue knobs."""
         with self._lock:
             self._requests.clear()
             self._failures.clear()
+        self.models_shape = ""
+        self.models_status = None
+        self.extra_models = []
 
     def start(self) -> DemoUpstream:
         self._serving = True

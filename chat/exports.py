@@ -367,7 +367,10 @@ def _parameters_read(document: dict[str, Any], path: str) -> dict[str, Any]:
             "max_tokens": _number_text(parameters.get("max_tokens"), path, "max_tokens"),
             "stop": "\n".join(stop),
             "extra_params": json.dumps(extra) if extra else "",
-        }
+        },
+        # The generic bounds only: a conversation may hold values its model's schema refuses
+        # (sent with "Send anyway"), and an import makes no network calls.
+        schema=None,
     )
     if not form.is_valid():
         name, errors = next(iter(form.errors.items()))

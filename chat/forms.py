@@ -7,8 +7,12 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import UserCreationForm
+from django.core.validators import MinValueValidator
 
+from . import catalogue, raw_request, schema_form
 from .models import CompareColumn, Conversation
+
+_RESOLVE = object()  # "look the schema up from the form's model"
 
 MAX_STOP_SEQUENCES = 4
 MAX_STOP_SEQUENCE_CHARS = 200
@@ -77,9 +81,68 @@ class ParametersForm(forms.Form):
         help_text='A JSON object merged into the request body, e.g. {"enable_thinking": true}.',
         widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
     )
+    send_anyway = forms.BooleanField(
+        label="Send anyway",
+        required=False,
+        help_text="Skip the check against the model's schema; the upstream decides.",
+    )
+
+    def __init__(self, *args: Any, schema: Any = _RESOLVE, **kwargs: Any) -> None:
+        """Adds a field per parameter of the model's schema (chat/schema_form.py)."""
+        super().__init__(*args, **kwargs)
+        # Bound data carries the form's prefix (compare columns); initial values do not.
+        if self.is_bound:
+            model_id = str(self.data.get(self.add_prefix("model")) or "").strip()
+        else:
+            model_id = str(self.initial.get("model") or "").strip()
+        self.schema = catalogue.schema_for(model_id) if schema is _RESOLVE else schema
+        self.params = schema_form.params_of(self.schema)
+        self.schema_failed = False  # the schema check found problems: offer Send anyway
+        for param in self.params:
+            self.fields[param.field_name] = schema_form.make_field(param)
+        if self.schema is not None:
+            self._apply_schema_to_common_fields()
+
+    def _apply_schema_to_common_fields(self) -> None:
+        # The schema's range replaces the generic one (Claude: 0 to 1, GPT-4o: 0 to 2); the
+        # check before sending enforces it, so "Send anyway" can go past it. The floor
+        # stays: the database refuses a negative temperature.
+        temperature = self.fields["temperature"]
+        temperature.validators = [MinValueValidator(0)]
+        temperature.widget.attrs.pop("max", None)
+        for name in schema_form.COMMON:
+            spec = self.schema.properties.get(name)
+            if isinstance(spec, dict):
+                self.fields[name].help_text = schema_form.help_text(spec)
+
+    @property
+    def keys_outside_schema(self) -> list[str]:
+        """Extra keys (and a stop list) the model's schema does not list: sent, but flagged."""
+        if self.schema is None:
+            return []
+        if self.is_bound:
+            source = {
+                name: self.data.get(self.add_prefix(name)) for name in ("extra_params", "stop")
+            }
+        else:
+            source = self.initial
+        try:
+            extra = json.loads(source.get("extra_params") or "{}")
+        except (ValueError, RecursionError):
+            return []
+        keys = set(extra) if isinstance(extra, dict) else set()
+        if str(source.get("stop") or "").strip():
+            keys.add("stop")
+        return sorted(key for key in keys if key not in self.schema.properties)
+
+    @property
+    def schema_fields(self) -> list[forms.BoundField]:
+        return [self[param.field_name] for param in self.params]
 
     @classmethod
     def initial_for(cls, conversation: Conversation) -> dict[str, Any]:
+        params = schema_form.params_of(catalogue.schema_for(conversation.model))
+        fields, free = schema_form.split_stored(params, conversation.extra_params)
         return {
             "model": conversation.model,
             "system_prompt": conversation.system_prompt,
@@ -87,10 +150,45 @@ class ParametersForm(forms.Form):
             "max_tokens": conversation.max_tokens,
             "top_p": conversation.top_p,
             "stop": "\n".join(conversation.stop),
-            "extra_params": json.dumps(conversation.extra_params, indent=2)
-            if conversation.extra_params
-            else "",
+            "extra_params": json.dumps(free, indent=2) if free else "",
+            **fields,
         }
+
+    def clean(self) -> dict[str, Any]:
+        """Merge the schema fields into extra_params, then check the body against the schema."""
+        cleaned = super().clean()
+        # Other fields' errors (an empty message box) don't stop the merge: Save parameters
+        # and Save as preset use this form without a message.
+        set_fields = {
+            param.name: cleaned[param.field_name]
+            for param in self.params
+            if cleaned.get(param.field_name) is not None
+        }
+        free = cleaned.get("extra_params") if "extra_params" not in self.errors else None
+        if free is not None and not any(p.field_name in self.errors for p in self.params):
+            cleaned["extra_params"] = {**set_fields, **free}
+        if self.schema is not None and not cleaned.get("send_anyway"):
+            # Whatever could be read is checked, so every problem shows in one round.
+            self._check_schema(cleaned, set_fields, free or {})
+        return cleaned
+
+    def _check_schema(
+        self, cleaned: dict[str, Any], set_fields: dict[str, Any], free: dict[str, Any]
+    ) -> None:
+        properties = self.schema.properties
+        sent = [(name, cleaned.get(name), name) for name in schema_form.COMMON]
+        sent += [
+            (name, value, schema_form.FIELD_PREFIX + name) for name, value in set_fields.items()
+        ]
+        sent += [(name, value, "extra_params") for name, value in free.items()]
+        for name, value, field in sent:
+            if value is None or value == [] or name not in properties:
+                continue
+            for problem in schema_form.check(value, properties[name], name):
+                self.schema_failed = True
+                self.add_error(
+                    field, f"{problem} Fix it, or tick Send anyway to let the upstream decide."
+                )
 
     def clean_model(self) -> str:
         return self.cleaned_data["model"].strip()
@@ -214,9 +312,46 @@ class ImportForm(forms.Form):
 
 
 class ChatForm(MessageForm, ParametersForm):
-    """The message box plus the parameter panel: one submit, one generation."""
+    """The message box plus the parameter panel: one submit, one generation.
+
+    Raw request mode (the "Send raw body" button posts use_raw): the raw body is the
+    request, the message is its last user message, and the panel takes what maps.
+    """
+
+    use_raw = forms.BooleanField(required=False)  # set by the "Send raw body" button
+    raw_body = forms.CharField(
+        label="Raw request body (JSON)",
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 12, "spellcheck": "false", "class": "raw-body"}),
+    )
 
     field_order = ["content"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # In raw mode the message is the last user message of the raw body.
+        self.fields["content"].required = not self.data.get("use_raw")
+
+    def clean_content(self) -> str:
+        if self.data.get("use_raw"):
+            return self.cleaned_data["content"]
+        return super().clean_content()
+
+    def clean(self) -> dict[str, Any]:
+        """In raw mode the body is the request; the panel takes what maps from it."""
+        if not self.data.get("use_raw"):
+            return super().clean()
+        cleaned = self.cleaned_data
+        try:
+            body = raw_request.parse(cleaned.get("raw_body") or "")
+        except forms.ValidationError as error:
+            self.add_error("raw_body", error)
+            return cleaned
+        cleaned["raw_request"] = body
+        cleaned["content"] = raw_request.last_user_text(body)
+        cleaned.update(raw_request.to_parameters(body, cleaned))
+        return cleaned
 
 
 class RegenerateForm(ParametersForm):
@@ -279,6 +414,16 @@ def compare_column_forms(
         )
         for number in range(1, CompareColumn.MAX_COLUMNS + 1)
     ]
+
+
+class PresetNameForm(forms.Form):
+    preset_name = forms.CharField(label="Preset name", max_length=100)
+
+    def clean_preset_name(self) -> str:
+        name = self.cleaned_data["preset_name"].strip()
+        if not name:
+            raise forms.ValidationError("Give the preset a name.")
+        return name
 
 
 class RenameForm(forms.Form):

@@ -85,6 +85,9 @@ class Message(models.Model):
     reasoning = models.TextField(blank=True)
     # Set on user messages from the form's hidden token: one submit, one generation.
     idempotency_key = models.CharField(max_length=64, blank=True)
+    # Raw request mode: the whole JSON body the user wrote for the reply to this
+    # message, sent as is instead of one built from the conversation.
+    raw_request = models.JSONField(null=True, blank=True)
     # Set by the Stop button; the streaming request that owns the reply polls it,
     # so Stop works whichever app process serves it.
     stop_requested = models.BooleanField(default=False)
@@ -254,6 +257,10 @@ class ApiCall(models.Model):
     reasoning_tokens = models.PositiveIntegerField(null=True, blank=True)
     total_tokens = models.PositiveIntegerField(null=True, blank=True)
     usd_spent = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    # True when the upstream reported no cost and usd_spent was computed from the
+    # catalogue's pricing; shown as an estimate.
+    cost_estimated = models.BooleanField(default=False)
+    model = models.CharField(max_length=200, blank=True)  # as sent, for usage by model
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -262,6 +269,8 @@ class ApiCall(models.Model):
         indexes = [
             # The calls behind the messages on a conversation page.
             models.Index(fields=["message", "created"], name="apicall_message_created"),
+            # The usage page: one owner's calls over a date range.
+            models.Index(fields=["conversation", "created"], name="apicall_conversation_created"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -279,10 +288,10 @@ class ApiCall(models.Model):
 
     @property
     def tokens_per_second(self) -> float | None:
-        """Completion tokens over the time after the first token arrived."""
-        if not (self.completion_tokens and self.latency_ms and self.first_token_ms is not None):
+        """Completion tokens per second after the first token (whole call if not streamed)."""
+        if not (self.completion_tokens and self.latency_ms):
             return None
-        generating_ms = self.latency_ms - self.first_token_ms
+        generating_ms = self.latency_ms - (self.first_token_ms or 0)
         return (
             round(self.completion_tokens * 1000 / generating_ms, 1) if generating_ms > 0 else None
         )
@@ -344,3 +353,32 @@ class Share(models.Model):
         if self.expires_at is not None and self.expires_at <= timezone.now():
             return self.State.EXPIRED
         return self.State.ACTIVE
+
+
+class Preset(models.Model):
+    """A named set of model, system prompt and parameters a user can start conversations from."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="presets"
+    )
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=100)
+    model = models.CharField(max_length=200)
+    system_prompt = models.TextField(blank=True)
+    temperature = models.FloatField(null=True, blank=True)
+    top_p = models.FloatField(null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    stop = models.JSONField(default=list, blank=True)
+    extra_params = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            # Saving under an existing name replaces that preset.
+            models.UniqueConstraint(fields=["owner", "name"], name="preset_unique_owner_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -17,13 +17,13 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import client, database_thread, limits
+from . import catalogue, client, database_thread, limits
 from .models import ApiCall, CompareColumn, Conversation, Message
+from .usage import cost_estimate
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,6 @@ class ParameterSet(Protocol):
 
 
 PARAMETER_FIELDS = ("model", "system_prompt", "temperature", "max_tokens", "top_p", "stop")
-MODELS_CACHE_KEY = "upstream-models"
 # A form token already used by another kind of submit (only a hand-made form does that).
 KEY_REUSED = "This form was already submitted. Reload the page and try again."
 
@@ -122,7 +121,12 @@ def _messages_in_order(ids: list[int]) -> list[Message]:
 
 
 def message_send(
-    *, conversation: Conversation, content: str, idempotency_key: str, parameters: dict
+    *,
+    conversation: Conversation,
+    content: str,
+    idempotency_key: str,
+    parameters: dict,
+    raw_request: dict | None = None,
 ) -> Message:
     """Save the message and generate the reply in this request (the form path, no JS).
 
@@ -134,6 +138,7 @@ def message_send(
         content=content,
         idempotency_key=idempotency_key,
         parameters=parameters,
+        raw_request=raw_request,
     )
     if created:
         reply_generate(reply=reply)
@@ -141,7 +146,12 @@ def message_send(
 
 
 def message_start(
-    *, conversation: Conversation, content: str, idempotency_key: str, parameters: dict
+    *,
+    conversation: Conversation,
+    content: str,
+    idempotency_key: str,
+    parameters: dict,
+    raw_request: dict | None = None,
 ) -> tuple[Message, bool]:
     """Commit the parameters, the user's message and a pending reply, before any call.
 
@@ -154,6 +164,7 @@ def message_start(
         content=content,
         idempotency_key=idempotency_key,
         parameters=parameters,
+        raw_request=raw_request,
     )
 
 
@@ -164,6 +175,7 @@ def exchange_start(
     content: str,
     idempotency_key: str,
     parameters: dict | None,
+    raw_request: dict | None = None,
 ) -> tuple[Message, bool]:
     """A user message under `parent` and its pending reply, which becomes the current leaf.
 
@@ -186,6 +198,7 @@ def exchange_start(
                 role=Message.Role.USER,
                 content=content,
                 idempotency_key=idempotency_key,
+                raw_request=raw_request,
             )
             reply = reply_placeholder(conversation=conversation, parent=user_message)
             if conversation.title == Conversation._meta.get_field("title").default:
@@ -661,7 +674,11 @@ def build_payload(
 
 
 def _payload_for(reply: Message) -> dict[str, Any]:
-    """A reply is asked with its compare column's parameters, else the conversation's."""
+    """A reply is asked with the user's raw body when they wrote one (raw request mode),
+    else with its compare column's parameters, else the conversation's."""
+    parent = reply.parent
+    if parent is not None and parent.raw_request is not None:
+        return parent.raw_request
     column = CompareColumn.objects.filter(pk=reply.compare_column_id).first()
     return build_payload(
         conversation=reply.conversation, leaf_id=reply.parent_id, parameters=column
@@ -684,6 +701,7 @@ def _call_record(reply: Message, payload: dict[str, Any], attempt: int) -> _Call
         url=prepared.url,
         request_headers=prepared.redacted_headers(),
         request_body=prepared.body.decode(),
+        model=str(payload.get("model") or "")[:200],
     )
     return _Call(record=record, prepared=prepared)
 
@@ -708,6 +726,13 @@ def _apply_usage(call: ApiCall, usage: dict[str, Any], usd_spent: Decimal | None
         _count(details.get("reasoning_tokens")) if isinstance(details, dict) else None
     )
     call.usd_spent = usd_spent
+    if usd_spent is None:  # not reported: computed from catalogue pricing, marked as such
+        call.usd_spent = cost_estimate(
+            model=call.model,
+            prompt_tokens=call.prompt_tokens,
+            completion_tokens=call.completion_tokens,
+        )
+        call.cost_estimated = call.usd_spent is not None
 
 
 def _call_failed(call: ApiCall, error: client.UpstreamError) -> None:
@@ -774,32 +799,7 @@ def _count(value: Any) -> int | None:
 
 
 # --- The model catalogue -----------------------------------------------------
+# Lives in chat/catalogue.py (ETag caching, background refresh, model schemas).
 
-
-@dataclass(frozen=True)
-class Catalogue:
-    models: list[dict[str, Any]]
-    live: bool  # False: the upstream could not be reached, these are the configured fallbacks
-
-
-def catalogue_get() -> Catalogue:
-    """The upstream's chat models, cached; the configured list when it is unreachable."""
-    catalogue = cache.get(MODELS_CACHE_KEY)
-    if catalogue is None:
-        catalogue = _catalogue_fetch()
-        # A failure is cached briefly so an unreachable upstream doesn't slow every page.
-        lifetime = settings.UPSTREAM_MODELS_CACHE_SECONDS if catalogue.live else 60
-        cache.set(MODELS_CACHE_KEY, catalogue, lifetime)
-    return catalogue
-
-
-def _catalogue_fetch() -> Catalogue:
-    try:
-        return Catalogue(models=client.fetch_models(), live=True)
-    except client.UpstreamError as error:
-        logger.warning("Model list unavailable: %s", error.message)
-        fallback = [
-            client.normalise_model({"id": model_id})
-            for model_id in settings.UPSTREAM_FALLBACK_MODELS
-        ]
-        return Catalogue(models=fallback, live=False)
+Catalogue = catalogue.Catalogue
+catalogue_get = catalogue.catalogue_get

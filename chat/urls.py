@@ -1,7 +1,7 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
-from . import branch_views, compare_views, views
+from . import branch_views, compare_views, views, views_models
 
 MESSAGE = "c/<uuid:public_id>/messages/<uuid:message_id>/"
 RUN = "c/<uuid:public_id>/compare/<uuid:run_id>/"
@@ -21,6 +21,11 @@ urlpatterns = [
     path("c/<uuid:public_id>/send/", views.message_send, name="message_send"),
     path("c/<uuid:public_id>/stream/", views.message_stream, name="message_stream"),
     path("c/<uuid:public_id>/parameters/", views.parameters_save, name="parameters_save"),
+    path(
+        "c/<uuid:public_id>/parameters/panel/",
+        views.parameters_panel,
+        name="parameters_panel",
+    ),
     path("c/<uuid:public_id>/rename/", views.conversation_rename, name="conversation_rename"),
     path("c/<uuid:public_id>/delete/", views.conversation_delete, name="conversation_delete"),
     path(
@@ -77,6 +82,11 @@ urlpatterns = [
     ),
     path("calls/<uuid:call_id>/", views.call_detail, name="call_detail"),
     path("calls/<uuid:call_id>/record/", views.call_record, name="call_record"),
+    path("usage/", views_models.usage_page, name="usage"),
+    path("presets/", views_models.preset_list, name="preset_list"),
+    path("c/<uuid:public_id>/presets/save/", views_models.preset_save, name="preset_save"),
+    path("presets/<uuid:preset_id>/start/", views_models.preset_start, name="preset_start"),
+    path("presets/<uuid:preset_id>/delete/", views_models.preset_delete, name="preset_delete"),
     path(
         "calls/<uuid:call_id>/<str:part>.json",
         views.call_download,

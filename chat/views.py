@@ -23,7 +23,18 @@ from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import branches, client, database_thread, exports, limits, services, sharing, snippets
+from . import (
+    branches,
+    client,
+    database_thread,
+    exports,
+    limits,
+    raw_request,
+    services,
+    sharing,
+    snippets,
+    usage,
+)
 from .forms import (
     ChatForm,
     EditForm,
@@ -96,7 +107,18 @@ def conversation_create(request: HttpRequest) -> HttpResponse:
 def conversation_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     conversation = _owned_conversation(request, public_id)
     form = ChatForm(
-        initial={**ParametersForm.initial_for(conversation), "idempotency_key": uuid.uuid4().hex}
+        initial={
+            **ParametersForm.initial_for(conversation),
+            "idempotency_key": uuid.uuid4().hex,
+            # The raw editor holds the whole conversation: drawn only when asked for.
+            "raw_body": raw_request.preview(
+                services.build_payload(
+                    conversation=conversation, leaf_id=conversation.current_leaf_id
+                )
+            )
+            if request.GET.get("raw") == "1"
+            else "",
+        }
     )
     return _render_conversation(request, conversation, form)
 
@@ -115,6 +137,7 @@ def message_send(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
             content=data["content"],
             idempotency_key=data["idempotency_key"],
             parameters=data,
+            raw_request=data.get("raw_request"),
         )
     except ValidationError as error:
         form.add_error(None, error)
@@ -132,8 +155,8 @@ def message_stream(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     """
     conversation = _owned_conversation(request, public_id)
     form = ChatForm(request.POST)
-    if not form.is_valid():
-        return HttpResponse(status=400)
+    if not form.is_valid() or form.cleaned_data.get("raw_request"):
+        return HttpResponse(status=400)  # raw requests are not streamed: the form path sends
     data = form.cleaned_data
     try:
         reply, created = services.message_start(
@@ -342,7 +365,8 @@ def edit_form_id(message: Message) -> str:
 @require_POST
 def parameters_save(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     conversation = _owned_conversation(request, public_id)
-    form = ParametersForm(request.POST)
+    # "Copy into the form" from the raw editor: the panel takes what maps from the raw body.
+    form = (ChatForm if request.POST.get("use_raw") else ParametersForm)(request.POST)
     if not form.is_valid():
         chat_form = ChatForm(request.POST)
         chat_form.is_valid()  # show the same parameter errors; the message box may be empty
@@ -350,6 +374,20 @@ def parameters_save(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         return _render_conversation(request, conversation, chat_form, status=400)
     services.conversation_update_parameters(conversation=conversation, parameters=form.cleaned_data)
     return redirect(f"{conversation.get_absolute_url()}#parameters")
+
+
+@login_required
+@require_POST
+def parameters_panel(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """The parameter panel for the model now in the form, keeping the values typed so far.
+
+    Read-only (nothing is saved): JavaScript swaps it in when the model changes.
+    Without JavaScript, Save parameters shows the new model's panel instead.
+    """
+    conversation = _owned_conversation(request, public_id)
+    form = ChatForm(initial=request.POST.dict())  # unbound: no errors before a submit
+    context = {"conversation": conversation, "form": form, "catalogue": services.catalogue_get()}
+    return render(request, "chat/_parameters.html", context)
 
 
 @login_required
@@ -484,6 +522,7 @@ def _render_conversation(
         "rename_form": rename_form or RenameForm(initial={"title": conversation.title}),
         "share_form": ShareForm(),
         "catalogue": services.catalogue_get(),
+        "totals": usage.conversation_totals(conversation=conversation),
         "recent": Conversation.objects.filter(owner=request.user).only("public_id", "title")[:15],
     }
     return render(request, "chat/conversation_detail.html", context, status=status)

@@ -15,7 +15,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from chat.compare import compare_start
-from chat.models import ApiCall, Conversation, Message, Share
+from chat.models import ApiCall, Conversation, Message, Preset, Share
 from chat.sharing import share_create
 
 pytestmark = pytest.mark.django_db
@@ -91,6 +91,14 @@ MATRIX: dict[str, Row] = {
     "share_continue": Row(
         ("token",), {"GET": MINE, "POST": (302, 302, LOGIN, LOGIN)}, login_required=False
     ),
+    # The parameter panel for a model (read-only; JavaScript swaps it in).
+    "parameters_panel": Row(("conversation",), {"POST": OWNED}),
+    "usage": Row((), {"GET": MINE}),
+    "preset_list": Row((), {"GET": MINE}),
+    # An empty POST: the page says the preset needs a name.
+    "preset_save": Row(("conversation",), {"POST": OWNED_ACTION}),
+    "preset_start": Row(("preset",), {"POST": OWNED_ACTION}),
+    "preset_delete": Row(("preset",), {"POST": OWNED_ACTION}),
 }
 
 
@@ -113,7 +121,7 @@ def test_every_url_has_a_row():
 @pytest.fixture
 def world(alice, bob):
     """Alice's objects that the URLs name: a conversation with a failed reply, its call, a share,
-    and a compare run (started by the form path, so its columns are claimed)."""
+    a compare run (started by the form path, so its columns are claimed) and a preset."""
     conversation = Conversation.objects.create(owner=alice, model="demo/echo", title="Alice's")
     question = Message.objects.create(conversation=conversation, role="user", content="Hi")
     reply = Message.objects.create(
@@ -133,7 +141,9 @@ def world(alice, bob):
         parameter_sets=[column, column],
         claim=True,
     )
+    preset = Preset.objects.create(owner=alice, name="Mine", model="demo/echo")
     return {
+        "preset": preset,
         "conversation": conversation,
         "question": question,
         "reply": reply,
@@ -155,6 +165,7 @@ def build_url(name: str, world: dict) -> str:
         "call": world["call"].public_id,
         "share": world["share"].public_id,
         "token": world["share"].token,
+        "preset": world["preset"].public_id,
         "request": "request",
     }
     return reverse(name, args=[values[arg] for arg in MATRIX[name].args])

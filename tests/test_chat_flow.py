@@ -170,7 +170,7 @@ def test_one_submit_makes_one_generation(alice_client, conversation, upstream):
 @pytest.mark.parametrize(
     ("field", "value", "error"),
     [
-        ("temperature", "2.5", "less than or equal to 2"),
+        ("temperature", "2.5", "temperature: must be at most 2."),
         ("top_p", "-0.1", "greater than or equal to 0"),
         ("max_tokens", "0", "greater than or equal to 1"),
         ("stop", "a\nb\nc\nd\ne", "At most 4 stop sequences"),

@@ -1,0 +1,111 @@
+"""Raw request mode: the whole JSON body of the next request, written by the user.
+
+The body is sent exactly as written (non-streamed: streaming is the app's choice).
+What can be mapped back to the parameter panel is: model, temperature, top_p,
+max_tokens, stop as the common fields, the system message as the system prompt,
+every other key (except messages) as extra parameters.
+"""
+
+import json
+from typing import Any
+
+from django import forms
+from django.conf import settings
+
+from .schema_form import MAX_JSON_DEPTH, json_depth
+
+MAX_RAW_BYTES = 512 * 1024
+
+
+def parse(text: str) -> dict[str, Any]:
+    """The body as a dict, or a ValidationError that says what is wrong with it."""
+    if len(text.encode()) > MAX_RAW_BYTES:
+        raise forms.ValidationError(f"The raw body can be at most {MAX_RAW_BYTES:,} bytes.")
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise forms.ValidationError(
+            f"Not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})."
+        ) from None
+    except RecursionError:
+        raise forms.ValidationError("The raw body nests too deeply.") from None
+    if not isinstance(body, dict):
+        raise forms.ValidationError("The raw body must be a JSON object.")
+    if json_depth(body) > MAX_JSON_DEPTH + 4:
+        raise forms.ValidationError("The raw body nests too deeply.")
+    if not isinstance(body.get("model"), str) or not body["model"].strip():
+        raise forms.ValidationError('The raw body needs a "model" string.')
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise forms.ValidationError('The raw body needs a non-empty "messages" array.')
+    if body.get("stream") is True:
+        raise forms.ValidationError(
+            'Raw requests are sent without streaming: remove "stream": true.'
+        )
+    if not last_user_text(body):
+        raise forms.ValidationError(
+            "The last message must be a user message with text: it is shown as your message."
+        )
+    return body
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    for message in reversed(body.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):  # content parts
+                content = "".join(
+                    part.get("text", "") for part in content if isinstance(part, dict)
+                )
+            return str(content or "")[: settings.MAX_MESSAGE_CHARS]
+    return ""
+
+
+def to_parameters(body: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """The panel's values for a raw body: what maps, mapped; the rest as extra parameters."""
+    mapped = dict(current)
+    mapped["model"] = body["model"].strip()[:200]
+    system = [
+        m.get("content")
+        for m in body["messages"]
+        if isinstance(m, dict) and m.get("role") == "system" and isinstance(m.get("content"), str)
+    ]
+    mapped["system_prompt"] = system[0] if system else ""
+    mapped["temperature"] = _number(body.get("temperature"), low=0)
+    mapped["top_p"] = _number(body.get("top_p"), low=0, high=1)
+    max_tokens = body.get("max_tokens")
+    mapped["max_tokens"] = (
+        max_tokens
+        if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens > 0
+        else None
+    )
+    stop = body.get("stop")
+    stop = [stop] if isinstance(stop, str) else stop
+    mapped["stop"] = (
+        stop if isinstance(stop, list) and all(isinstance(s, str) for s in stop) else []
+    )
+    unmapped = {
+        key: value
+        for key, value in body.items()
+        if key not in {"model", "messages", "stream"}
+        and not (
+            key in {"temperature", "top_p", "max_tokens", "stop"}
+            and mapped.get(key) not in (None, [])
+        )
+    }
+    mapped["extra_params"] = unmapped
+    return mapped
+
+
+def preview(payload: dict[str, Any]) -> str:
+    """The body the form would send, with an empty user message to write in."""
+    body = {**payload, "messages": [*payload["messages"], {"role": "user", "content": ""}]}
+    return json.dumps(body, indent=2, ensure_ascii=False)
+
+
+def _number(value: Any, *, low: float, high: float | None = None) -> float | None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    if value < low or (high is not None and value > high):
+        return None
+    return float(value)

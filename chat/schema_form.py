@@ -1,0 +1,343 @@
+"""The parameter panel built from a model's request schema, and the check before sending.
+
+Each schema property becomes a form field named `schema__<property>`: numbers and
+integers as number inputs (the range and default in the help text), string enums
+as selects, booleans as a three-way select (not sent / true / false: "only set
+fields are sent" needs a third state), arrays of strings as one-per-line lists,
+and everything else (objects, anyOf/oneOf, arrays of objects: `thinking`,
+`response_format`, `tools`) as a JSON field. The description is the help text.
+
+The common parameters keep their own columns and fields (temperature, top_p,
+max_tokens, stop); the schema only sets their help text and is checked against
+them. Schema fields are stored in the conversation's `extra_params`, so saving
+needs no new columns.
+
+Ranges and enums are not enforced by the fields themselves: `check` validates the
+body before sending and names the field, and "Send anyway" skips that check (the
+upstream's answer is the truth). Only type errors (text in a number box, broken
+JSON) always stop a submit, since there is nothing sensible to send.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+
+from .catalogue import ModelSchema
+
+FIELD_PREFIX = "schema__"
+# Chosen by the app (the conversation, streaming) or shown as the common fields.
+APP_CONTROLLED = {"model", "messages", "stream", "stream_options"}
+COMMON = ("temperature", "top_p", "max_tokens", "stop")
+MAX_HELP_CHARS = 160
+MAX_JSON_DEPTH = 8
+
+
+@dataclass(frozen=True)
+class Param:
+    """One schema property shown as a form field."""
+
+    name: str
+    schema: dict[str, Any]
+    kind: str  # number, integer, enum, boolean, text, list, json
+
+    @property
+    def field_name(self) -> str:
+        return FIELD_PREFIX + self.name
+
+
+def params_of(schema: ModelSchema | None) -> list[Param]:
+    """The schema's properties that get their own field, simple controls first."""
+    if schema is None:
+        return []
+    params = [
+        Param(name=name, schema=spec, kind=kind_of(spec))
+        for name, spec in schema.properties.items()
+        if name not in APP_CONTROLLED and name not in COMMON and isinstance(spec, dict)
+    ]
+    return sorted(params, key=lambda p: p.kind == "json")
+
+
+def kind_of(spec: dict[str, Any]) -> str:
+    kind = spec.get("type")
+    enum = spec.get("enum")
+    if enum and kind in (None, "string") and all(isinstance(v, str) for v in enum):
+        return "enum"
+    if kind in ("boolean", "integer", "number"):
+        return kind
+    if kind == "string":
+        return "text"
+    items = spec.get("items") if isinstance(spec.get("items"), dict) else {}
+    if kind == "array" and items.get("type") == "string" and "enum" not in items:
+        return "list"
+    return "json"
+
+
+def help_text(spec: dict[str, Any]) -> str:
+    """Range, default and limits first (what a user needs at a glance), then the description."""
+    facts = []
+    low, high = spec.get("minimum"), spec.get("maximum")
+    if low is not None and high is not None:
+        facts.append(f"Range {_number(low)}–{_number(high)}.")
+    elif low is not None:
+        facts.append(f"At least {_number(low)}.")
+    elif high is not None:
+        facts.append(f"At most {_number(high)}.")
+    if "default" in spec:
+        facts.append(f"Default {json.dumps(spec['default'])}.")
+    if spec.get("maxItems") is not None:
+        facts.append(f"At most {spec['maxItems']} items.")
+    description = " ".join(str(spec.get("description") or "").split())
+    if len(description) > MAX_HELP_CHARS:
+        description = description[: MAX_HELP_CHARS - 1].rstrip() + "…"
+    return " ".join(filter(None, [*facts, description]))
+
+
+def make_field(param: Param) -> forms.Field:
+    label, help_ = param.name, help_text(param.schema)
+    common = {"label": label, "required": False, "help_text": help_}
+    kind = param.kind
+    if kind == "number":
+        return forms.FloatField(widget=forms.NumberInput(attrs={"step": "any"}), **common)
+    if kind == "integer":
+        return forms.IntegerField(**common)
+    if kind == "enum":
+        choices = [("", "— not sent —"), *((v, v) for v in param.schema["enum"])]
+        return forms.TypedChoiceField(choices=choices, empty_value=None, **common)
+    if kind == "boolean":
+        return forms.TypedChoiceField(
+            choices=[("", "— not sent —"), ("true", "true"), ("false", "false")],
+            coerce=lambda value: value == "true",
+            empty_value=None,
+            **common,
+        )
+    if kind == "text":
+        return forms.CharField(strip=False, max_length=20_000, empty_value=None, **common)
+    if kind == "list":
+        return ListField(widget=forms.Textarea(attrs={"rows": 2}), **common)
+    return JsonField(
+        accepts_string=accepts_string(param.schema),
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "class": "json"}),
+        **common,
+    )
+
+
+class ListField(forms.CharField):
+    """One string per line; blank lines ignored; empty means not sent."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("strip", False)
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        return "\n".join(map(str, value)) if isinstance(value, list) else value
+
+    def to_python(self, value: Any) -> list[str] | None:
+        lines = [line for line in str(value or "").splitlines() if line.strip()]
+        return lines or None
+
+
+class JsonField(forms.CharField):
+    """A JSON value; when the schema accepts a string, plain text is taken as that string."""
+
+    def __init__(self, *, accepts_string: bool = False, **kwargs: Any) -> None:
+        self.accepts_string = accepts_string
+        super().__init__(max_length=16_384, **kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        if value is None or isinstance(value, str):  # empty, or the text as typed
+            return value
+        return json.dumps(value, indent=2, ensure_ascii=False)
+
+    def to_python(self, value: Any) -> Any:
+        text = str(value or "").strip()
+        if not text:
+            return None
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as error:
+            if self.accepts_string:
+                return text
+            raise forms.ValidationError(
+                f"Not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})."
+            ) from None
+        except RecursionError:
+            raise forms.ValidationError(f"Nests deeper than {MAX_JSON_DEPTH} levels.") from None
+        if json_depth(parsed) > MAX_JSON_DEPTH:
+            raise forms.ValidationError(f"Nests deeper than {MAX_JSON_DEPTH} levels.")
+        return parsed
+
+
+def accepts_string(spec: dict[str, Any]) -> bool:
+    if spec.get("type") == "string":
+        return True
+    return any(
+        isinstance(branch, dict) and accepts_string(branch)
+        for branch in (*spec.get("anyOf", ()), *spec.get("oneOf", ()))
+    )
+
+
+def representable(param: Param, value: Any) -> bool:
+    """Whether a stored value can be shown in the param's field without changing it."""
+    kind = param.kind
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "enum":
+        return value in param.schema["enum"]
+    if kind == "text":
+        return isinstance(value, str) and value != ""
+    if kind == "list":
+        return (
+            isinstance(value, list)
+            and bool(value)
+            and all(isinstance(v, str) and v.strip() and "\n" not in v for v in value)
+        )
+    # A string in a JSON field that also accepts strings would come back as that string,
+    # unless it happens to parse as JSON.
+    if isinstance(value, str):
+        return accepts_string(param.schema) and not _parses_as_json(value)
+    return value is not None
+
+
+def split_stored(
+    params: list[Param], extra_params: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Stored extra_params → (initial values of schema fields, what stays free JSON)."""
+    by_name = {param.name: param for param in params}
+    fields, free = {}, {}
+    for key, value in extra_params.items():
+        param = by_name.get(key)
+        if param is not None and representable(param, value):
+            # The boolean select's choices are the strings "true" and "false".
+            fields[param.field_name] = json.dumps(value) if param.kind == "boolean" else value
+        else:
+            free[key] = value
+    return fields, free
+
+
+# --- The check before sending -------------------------------------------------
+
+
+def check(value: Any, spec: Any, path: str) -> list[str]:
+    """Problems with `value` against a JSON-schema subset (OpenAPI 3.0), each naming its path."""
+    if not isinstance(spec, dict) or not spec:
+        return []
+    if value is None:
+        return [] if spec.get("nullable") else [f"{path}: must not be null."]
+    for combinator in ("anyOf", "oneOf"):
+        branches = [b for b in spec.get(combinator) or [] if isinstance(b, dict)]
+        if branches and not any(_fits(value, branch, path) for branch in branches):
+            allowed = "; ".join(filter(None, (_describe(b) for b in branches)))
+            return [f"{path}: must be {allowed or 'one of the allowed forms'}."]
+    kind = spec.get("type")
+    if kind and not _has_type(value, kind):
+        return [f"{path}: must be {_article(kind)}."]
+    if "enum" in spec and value not in spec["enum"]:
+        return [f"{path}: must be {_describe({'enum': spec['enum']})}, not {json.dumps(value)}."]
+    return [*_check_number(value, spec, path), *_check_container(value, spec, path)]
+
+
+def _fits(value: Any, branch: dict[str, Any], path: str) -> bool:
+    if set(branch) <= {"nullable", "description"} and branch.get("nullable"):
+        return value is None  # OpenAPI's {"nullable": true} branch: null only
+    return not check(value, branch, path)
+
+
+def _check_number(value: Any, spec: dict[str, Any], path: str) -> list[str]:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return []
+    problems = []
+    if spec.get("minimum") is not None and value < spec["minimum"]:
+        problems.append(f"{path}: must be at least {_number(spec['minimum'])}.")
+    if spec.get("maximum") is not None and value > spec["maximum"]:
+        problems.append(f"{path}: must be at most {_number(spec['maximum'])}.")
+    return problems
+
+
+def _check_container(value: Any, spec: dict[str, Any], path: str) -> list[str]:
+    problems = []
+    if isinstance(value, str):
+        if spec.get("maxLength") is not None and len(value) > spec["maxLength"]:
+            problems.append(f"{path}: must be at most {spec['maxLength']} characters.")
+        if spec.get("minLength") is not None and len(value) < spec["minLength"]:
+            problems.append(f"{path}: must be at least {spec['minLength']} characters.")
+    if isinstance(value, list):
+        if spec.get("maxItems") is not None and len(value) > spec["maxItems"]:
+            problems.append(f"{path}: at most {spec['maxItems']} items.")
+        if spec.get("minItems") is not None and len(value) < spec["minItems"]:
+            problems.append(f"{path}: at least {spec['minItems']} items.")
+        for index, item in enumerate(value):
+            problems += check(item, spec.get("items"), f"{path}[{index}]")
+    if isinstance(value, dict):
+        properties = spec.get("properties") if isinstance(spec.get("properties"), dict) else {}
+        for name in spec.get("required") or []:
+            if name not in value:
+                problems.append(f"{path}.{name}: is required.")
+        extra = spec.get("additionalProperties")
+        for name, item in value.items():
+            if name in properties:
+                problems += check(item, properties[name], f"{path}.{name}")
+            elif extra is False:
+                problems.append(f"{path}.{name}: is not an allowed key.")
+            elif isinstance(extra, dict):
+                problems += check(item, extra, f"{path}.{name}")
+    return problems
+
+
+def _has_type(value: Any, kind: str) -> bool:
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "integer":
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer()
+        )
+    expected = {"string": str, "boolean": bool, "array": list, "object": dict}.get(kind)
+    return expected is None or isinstance(value, expected)
+
+
+def _describe(spec: dict[str, Any]) -> str:
+    if spec.get("enum"):
+        return "one of " + ", ".join(json.dumps(v) for v in spec["enum"])
+    if isinstance(spec.get("type"), str):
+        inner = (spec.get("properties") or {}).get("type") or {}
+        if spec["type"] == "object" and inner.get("enum"):
+            return "an object with type " + " or ".join(json.dumps(v) for v in inner["enum"])
+        return _article(spec["type"])
+    return ""
+
+
+def _article(kind: str) -> str:
+    return {"integer": "an integer", "array": "an array", "object": "an object"}.get(
+        kind, f"a {kind}"
+    )
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _parses_as_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def json_depth(value: Any) -> int:
+    """How deeply a parsed JSON value nests (iterative: hostile input can nest thousands deep)."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        stack.extend((child, depth + 1) for child in children)
+    return deepest

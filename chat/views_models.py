@@ -1,0 +1,69 @@
+"""Views for usage and presets (thin, like chat/views.py)."""
+
+import uuid
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from . import presets, usage
+from .forms import ChatForm, PresetNameForm
+from .models import Conversation, Preset
+
+
+@login_required
+@require_GET
+def usage_page(request: HttpRequest) -> HttpResponse:
+    context = {"usage": usage.user_usage(owner=request.user, days=30), "days": 30}
+    return render(request, "chat/usage.html", context)
+
+
+@login_required
+@require_GET
+def preset_list(request: HttpRequest) -> HttpResponse:
+    context = {"presets": Preset.objects.filter(owner=request.user)}
+    return render(request, "chat/preset_list.html", context)
+
+
+@login_required
+@require_POST
+def preset_save(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """Save the parameter panel as posted (not necessarily sent yet) under a name."""
+    conversation = get_object_or_404(Conversation, public_id=public_id, owner=request.user)
+    name_form = PresetNameForm(request.POST)
+    form = ChatForm(request.POST)
+    form.is_valid()
+    form.errors.pop("content", None)
+    form.errors.pop("idempotency_key", None)
+    if not name_form.is_valid() or form.errors:
+        messages.error(request, _preset_problem(name_form, form))
+        return redirect(f"{conversation.get_absolute_url()}#presets")
+    name = name_form.cleaned_data["preset_name"]
+    presets.preset_save(owner=request.user, name=name, parameters=form.cleaned_data)
+    messages.success(request, f"Saved preset “{name}”.")
+    return redirect(f"{conversation.get_absolute_url()}#presets")
+
+
+@login_required
+@require_POST
+def preset_start(request: HttpRequest, preset_id: uuid.UUID) -> HttpResponse:
+    preset = get_object_or_404(Preset, public_id=preset_id, owner=request.user)
+    conversation = presets.conversation_create_from_preset(preset=preset)
+    return redirect(conversation)
+
+
+@login_required
+@require_POST
+def preset_delete(request: HttpRequest, preset_id: uuid.UUID) -> HttpResponse:
+    preset = get_object_or_404(Preset, public_id=preset_id, owner=request.user)
+    presets.preset_delete(preset=preset)
+    return redirect("preset_list")
+
+
+def _preset_problem(name_form: PresetNameForm, form: ChatForm) -> str:
+    if not name_form.is_valid():
+        return "Preset not saved: " + " ".join(name_form.errors.get("preset_name", []))
+    fields = ", ".join(sorted(form.errors))
+    return f"Preset not saved: fix the parameters first ({fields})."
