@@ -126,7 +126,9 @@ QUOTE_LIMIT = 200
 SYSTEM_PROMPT_LIMIT = 80
 PARAM_VALUE_LIMIT = 200
 DEFAULT_STALL_SECONDS = 30.0
-RESET_GRACE_SECONDS = 0.5
+# Long enough for loopback delivery of the chunks before a reset, and well under the
+# read timeouts the tests use, so a reset is never mistaken for a stall.
+RESET_GRACE_SECONDS = 0.2
 # Transport switches: leaving them out of the parameter list keeps a streamed reply's text
 # identical to the non-streamed reply for the same conversation.
 TRANSPORT_KEYS = frozenset({"model", "messages", "stream", "stream_options"})

@@ -106,7 +106,7 @@ def test_a_stream_closed_after_a_finish_reason_without_done_is_complete(alice_cl
 def test_a_broken_stream_keeps_the_partial_text_marked_interrupted(
     alice_client, conversation, settings, fault, error_kind, shown
 ):
-    settings.UPSTREAM_READ_TIMEOUT = 0.5
+    settings.UPSTREAM_READ_TIMEOUT = 1.5
     events = read_all(
         start_stream(alice_client, conversation, extra_params=json.dumps({"demo_fault": fault}))
     )

@@ -198,7 +198,7 @@ def test_it_records_the_stream_for_the_inspector(conversation, session_cookie, u
 def test_a_broken_stream_keeps_the_partial_text_marked_interrupted(
     conversation, session_cookie, settings, fault, error_kind
 ):
-    settings.UPSTREAM_READ_TIMEOUT = 0.5
+    settings.UPSTREAM_READ_TIMEOUT = 1.5
     browser = run(
         stream(conversation, session_cookie, extra_params=json.dumps({"demo_fault": fault}))
     )
