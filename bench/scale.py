@@ -197,11 +197,21 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join([head, *map(format_row, rows)])
 
 
-def replace_section(path: Path, table: str) -> None:
+def replace_section(path: Path, rows: list[dict]) -> None:
+    """Write this run's rows, keeping the rows an earlier run wrote for another database."""
     begin, end = "<!-- scale:begin -->", "<!-- scale:end -->"
     text = path.read_text()
     before, rest = text.split(begin, 1)
-    _, after = rest.split(end, 1)
+    old, after = rest.split(end, 1)
+    vendor = f" | {rows[0]['database']} | "
+    kept = [
+        line
+        for line in old.splitlines()
+        if line.startswith("| ")
+        and vendor not in line
+        and not line.startswith(("| page |", "| --- |"))
+    ]
+    table = "\n".join([markdown_table(rows), *kept])
     path.write_text(f"{before}{begin}\n{table}\n{end}{after}")
 
 
@@ -212,11 +222,10 @@ def main() -> None:
     args = parser.parse_args()
     configure(args.database_url)
     rows = measure(seed())
-    table = markdown_table(rows)
     print()
-    print(table)
+    print(markdown_table(rows))
     if args.write:
-        replace_section(args.write, table)
+        replace_section(args.write, rows)
 
 
 if __name__ == "__main__":

@@ -271,6 +271,19 @@ class ApiCall(models.Model):
             models.Index(fields=["message", "created"], name="apicall_message_created"),
             # The usage page: one owner's calls over a date range.
             models.Index(fields=["conversation", "created"], name="apicall_conversation_created"),
+            # A conversation's usage totals, answered from the index alone: on SQLite a
+            # row's later columns sit behind its request and response bodies.
+            models.Index(
+                fields=[
+                    "conversation",
+                    "prompt_tokens",
+                    "completion_tokens",
+                    "reasoning_tokens",
+                    "usd_spent",
+                    "cost_estimated",
+                ],
+                name="apicall_conversation_totals",
+            ),
         ]
         constraints = [
             models.CheckConstraint(
