@@ -15,7 +15,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from chat.models import ApiCall, CompareRun, Conversation, Message, Share
+from chat.models import ApiCall, CompareRun, Conversation, Message, Preset, Share
 from tests.helpers import form_data, send
 
 pytestmark = pytest.mark.django_db
@@ -82,6 +82,7 @@ def drive_every_flow(alice, alice_client, bob_client, admin_client, record: Reco
     )
     record.post(alice_client, detail("parameters_save"), form_data(temperature="0.5"))
     drive_branches_and_compare(alice_client, conversation, detail, record)
+    drive_models_raw_usage_and_presets(alice_client, detail, record)
     for page in (url, reverse("conversation_list"), reverse("share_list")):
         record.get(alice_client, page)
     for call in ApiCall.objects.all():
@@ -107,6 +108,25 @@ def drive_every_flow(alice, alice_client, bob_client, admin_client, record: Reco
         record.get(admin_client, reverse(f"admin:chat_{name}_changelist"))
         for pk in model.objects.values_list("pk", flat=True)[:20]:
             record.get(admin_client, reverse(f"admin:chat_{name}_change", args=[pk]))
+
+
+def drive_models_raw_usage_and_presets(alice_client, detail, record: Recorder) -> None:
+    raw = {"model": "demo/echo", "messages": [{"role": "user", "content": "Raw call"}]}
+    record.post(
+        alice_client,
+        detail("message_send"),
+        form_data("", use_raw="on", raw_body=json.dumps(raw)),
+    )
+    record.get(alice_client, detail("conversation_detail") + "?raw=1")
+    thinker = form_data("", model="demo/thinker")
+    record.post(alice_client, detail("parameters_panel"), thinker)
+    record.post(alice_client, detail("preset_save"), {**thinker, "preset_name": "Canary"})
+    preset = Preset.objects.get(name="Canary")
+    record.get(alice_client, reverse("preset_list"))
+    record.post(alice_client, reverse("preset_start", args=[preset.public_id]))
+    record.get(alice_client, reverse("usage"))
+    # Every flow above really ran.
+    assert ApiCall.objects.filter(request_body__contains="Raw call").exists()
 
 
 def drive_branches_and_compare(alice_client, conversation, detail, record: Recorder) -> None:

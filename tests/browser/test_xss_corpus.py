@@ -4,7 +4,8 @@ The payloads (tests/xss_corpus.py) go in through an imported file (model replies
 user messages, titles, model ids, system prompts, stop sequences, extra parameters, every
 field of a raw call) and through a real chat with the demo upstream (which echoes the message
 into its Markdown reply). Then the chat page with every inspector open, the call pages, the
-conversation list, the shared page and the continue page are loaded, and on each:
+conversation list, the raw request editor, the usage and presets pages, the shared page and the
+continue page are loaded, and on each:
 
 * no dialog opens (every script payload calls alert);
 * the page asks no host but this one for anything, and logs no console error (a script that
@@ -17,7 +18,7 @@ import json
 
 from playwright.sync_api import Page, expect
 
-from chat.models import ApiCall, Conversation, Share
+from chat.models import ApiCall, Conversation, Preset, Share
 from chat.sharing import share_create
 from tests.xss_corpus import PAYLOADS
 
@@ -31,7 +32,9 @@ FIND_ACTIVE_CONTENT = """() => {
     if (tag === 'script' && !(el.getAttribute('src') || '').startsWith('/static/js/')) {
       found.push('script: ' + el.outerHTML.slice(0, 80));
     }
-    if (['iframe', 'frame', 'object', 'embed', 'base', 'style', 'svg', 'math'].includes(tag)) {
+    const appChart = tag === 'svg' && el.matches('main svg.usage-chart');  // drawn by the app
+    if (['iframe', 'frame', 'object', 'embed', 'base', 'style', 'svg', 'math'].includes(tag)
+        && !appChart) {
       found.push(tag + ': ' + el.outerHTML.slice(0, 80));
     }
     const action = el.getAttribute('action');
@@ -158,6 +161,19 @@ def test_no_payload_runs_or_fetches_anywhere_it_is_shown(
     assert_inert(page, dialogs)
     write_and_send(page, "\n\n".join(PAYLOADS[30:]))
     expect_demo_reply(page, "alert", reply(page).last)
+    assert_inert(page, dialogs)
+
+    # Issue 5's pages: the raw editor holds every payload the conversation sends, the usage
+    # page names each model a call sent, and presets carry their owner's names and values.
+    page.goto(corpus.get_absolute_url() + "?raw=1")
+    assert_inert(page, dialogs)
+    ApiCall.objects.filter(conversation=corpus).update(model=PAYLOADS[1][:200])
+    page.goto("/usage/")
+    assert_inert(page, dialogs)
+    for index, payload in enumerate(PAYLOADS[:20]):
+        Preset.objects.create(owner=corpus.owner, name=f"{index} {payload}"[:100],
+                              model=payload[:200], system_prompt=payload)  # fmt: skip
+    page.goto("/presets/")
     assert_inert(page, dialogs)
 
     for call in ApiCall.objects.filter(conversation=corpus).order_by("id")[:: len(PAYLOADS) // 4]:
