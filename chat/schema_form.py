@@ -141,9 +141,14 @@ class ListField(forms.CharField):
 class JsonField(forms.CharField):
     """A JSON value; when the schema accepts a string, plain text is taken as that string."""
 
+    MAX_CHARACTERS = 16_384
+
     def __init__(self, *, accepts_string: bool = False, **kwargs: Any) -> None:
         self.accepts_string = accepts_string
-        super().__init__(max_length=16_384, **kwargs)
+        super().__init__(**kwargs)
+        # The limit is on the text typed, checked in to_python: Django's max_length validator
+        # would run on the parsed value, which may be a number.
+        self.widget.attrs["maxlength"] = str(self.MAX_CHARACTERS)
 
     def prepare_value(self, value: Any) -> Any:
         if value is None or isinstance(value, str):  # empty, or the text as typed
@@ -154,6 +159,10 @@ class JsonField(forms.CharField):
         text = str(value or "").strip()
         if not text:
             return None
+        if len(text) > self.MAX_CHARACTERS:
+            raise forms.ValidationError(
+                f"At most {self.MAX_CHARACTERS:,} characters (it has {len(text):,})."
+            )
         try:
             parsed = json.loads(text)
         except json.JSONDecodeError as error:

@@ -101,6 +101,46 @@ def test_the_compare_form_never_fails_with_a_500(alice_client, conversation, fir
         assert saved == 3  # the prompt and one reply per column
 
 
+# Issue 5: the schema-built fields of the three bundled models, raw request mode and
+# "Send anyway", each with any text or JSON a browser could post.
+SCHEMA_MODELS = ["anthropic/claude-sonnet-4.5", "openai/gpt-4o", "deepseek/deepseek-r1"]
+SCHEMA_FIELDS = ["top_k", "thinking", "tools", "tool_choice", "stop_sequences", "n",
+                 "response_format", "frequency_penalty", "parallel_tool_calls", "logit_bias"]  # fmt: skip
+schema_values = st.one_of(any_text, numberish, json_values.map(json.dumps))
+panel_fields = st.fixed_dictionaries(
+    {
+        "model": st.sampled_from(SCHEMA_MODELS),
+        "send_anyway": st.sampled_from(["", "on"]),
+        "use_raw": st.sampled_from(["", "on"]),
+        "raw_body": st.one_of(any_text, json_values.map(json.dumps)),
+    },
+    optional={f"schema__{name}": schema_values for name in SCHEMA_FIELDS},
+)
+
+
+@PROPERTY
+@given(panel=panel_fields, data=form_fields)
+def test_the_schema_panel_and_raw_mode_never_fail_with_a_500(
+    alice_client, conversation, panel, data
+):
+    data = {**data, **panel, "content": data["content"] or "Hello"}
+    before = Message.objects.count()
+    key_used = Message.objects.filter(idempotency_key=data["idempotency_key"]).exists()
+
+    response = alice_client.post(reverse("message_send", args=[conversation.public_id]), data)
+
+    assert response.status_code in {302, 400}
+    saved = Message.objects.count() - before
+    if response.status_code == 400 or key_used:
+        assert saved == 0
+    else:
+        assert saved == 2
+    panel_response = alice_client.post(
+        reverse("parameters_panel", args=[conversation.public_id]), data
+    )
+    assert panel_response.status_code == 200
+
+
 @PROPERTY
 @given(data=form_fields)
 def test_a_valid_form_always_makes_a_json_body_of_only_what_was_set(conversation, data):

@@ -231,6 +231,31 @@ def test_broken_json_in_a_nested_field_is_refused_even_with_send_anyway(
     assert upstream.chat_requests() == []
 
 
+def test_a_number_in_a_json_field_is_checked_against_the_schema_not_crashed_on(
+    alice_client, conversation, upstream
+):
+    # Found by Hypothesis: "0.0" parses as a number, and the length check ran on it.
+    response = send(
+        alice_client, conversation, "Keep this", model=CLAUDE, schema__tool_choice="0.0"
+    )
+
+    assert response.status_code == 400
+    assert "tool_choice: must be" in response.content.decode()
+    assert upstream.chat_requests() == []
+
+
+def test_an_oversized_json_field_is_refused_with_its_length(alice_client, conversation, upstream):
+    thinking = json.dumps({"type": "enabled", "budget_tokens": 2048, "pad": "x" * 17_000})
+    response = send(
+        alice_client, conversation, "Keep this", model=CLAUDE, schema__thinking=thinking
+    )
+
+    page = response.content.decode()
+    assert response.status_code == 400
+    assert "At most 16,384 characters" in page and "Keep this" in page
+    assert upstream.chat_requests() == []
+
+
 def test_the_panel_endpoint_renders_the_new_models_fields_keeping_typed_values(
     alice_client, conversation, bob_client
 ):
