@@ -16,7 +16,7 @@ _RESOLVE = object()  # "look the schema up from the form's model"
 
 MAX_STOP_SEQUENCES = 4
 MAX_STOP_SEQUENCE_CHARS = 200
-MAX_JSON_DEPTH = 8
+MAX_JSON_DEPTH = schema_form.MAX_JSON_DEPTH
 # Keys the app controls itself; a user setting them in "extra" would break the call.
 RESERVED_KEYS = {
     "model": "Choose the model with the Model field.",
@@ -223,7 +223,7 @@ class ParametersForm(forms.Form):
             raise forms.ValidationError(
                 f"Extra parameters nest deeper than {MAX_JSON_DEPTH} levels."
             ) from None
-        if json_depth(value) > MAX_JSON_DEPTH:
+        if schema_form.json_depth(value) > MAX_JSON_DEPTH:
             raise forms.ValidationError(
                 f"Extra parameters nest deeper than {MAX_JSON_DEPTH} levels."
             )
@@ -429,17 +429,3 @@ class PresetNameForm(forms.Form):
 class RenameForm(forms.Form):
     label_suffix = ""
     title = forms.CharField(label="Title", max_length=200)
-
-
-def json_depth(value: Any) -> int:
-    """How deeply a parsed JSON value nests (iterative: hostile input can nest thousands deep)."""
-    deepest = 0
-    stack = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        children = (
-            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        )
-        stack.extend((child, depth + 1) for child in children)
-    return deepest

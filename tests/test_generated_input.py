@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from chat import exports
+from chat.compare import COMPARE_KEY_PREFIX
 from chat.forms import ChatForm
 from chat.markdown import render_markdown
 from chat.models import Conversation, Message
@@ -89,7 +90,8 @@ def test_the_compare_form_never_fails_with_a_500(alice_client, conversation, fir
             data[f"column-{number}-{name}"] = column[name]
         data[f"column-{number}-extra_params"] = column["extra_params"]
     before = Message.objects.count()
-    key_used = Message.objects.filter(idempotency_key=data["idempotency_key"]).exists()
+    compare_key = COMPARE_KEY_PREFIX + data["idempotency_key"]
+    key_used = Message.objects.filter(idempotency_key=compare_key).exists()
 
     response = alice_client.post(reverse("compare_new", args=[conversation.public_id]), data)
 
