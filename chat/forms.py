@@ -209,24 +209,9 @@ class ParametersForm(forms.Form):
         text = self.cleaned_data["extra_params"].strip()
         if not text:
             return {}
-        if len(text.encode()) > settings.MAX_EXTRA_PARAMS_BYTES:
-            raise forms.ValidationError(
-                f"Extra parameters can be at most {settings.MAX_EXTRA_PARAMS_BYTES:,} bytes."
-            )
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise forms.ValidationError(
-                f"Not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})."
-            ) from None
-        except RecursionError:
-            raise forms.ValidationError(
-                f"Extra parameters nest deeper than {MAX_JSON_DEPTH} levels."
-            ) from None
-        if schema_form.json_depth(value) > MAX_JSON_DEPTH:
-            raise forms.ValidationError(
-                f"Extra parameters nest deeper than {MAX_JSON_DEPTH} levels."
-            )
+        value = schema_form.parse_json(
+            text, name="Extra parameters", max_bytes=settings.MAX_EXTRA_PARAMS_BYTES
+        )
         if not isinstance(value, dict):
             raise forms.ValidationError(
                 'Extra parameters must be a JSON object, like {"top_k": 40}.'

@@ -12,27 +12,19 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
-from .schema_form import MAX_JSON_DEPTH, json_depth
+from .schema_form import MAX_JSON_DEPTH, parse_json
 
 MAX_RAW_BYTES = 512 * 1024
 
 
 def parse(text: str) -> dict[str, Any]:
     """The body as a dict, or a ValidationError that says what is wrong with it."""
-    if len(text.encode()) > MAX_RAW_BYTES:
-        raise forms.ValidationError(f"The raw body can be at most {MAX_RAW_BYTES:,} bytes.")
-    try:
-        body = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise forms.ValidationError(
-            f"Not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})."
-        ) from None
-    except RecursionError:
-        raise forms.ValidationError("The raw body nests too deeply.") from None
+    # The messages array nests a few levels below the parameters.
+    body = parse_json(
+        text, name="The raw body", max_bytes=MAX_RAW_BYTES, max_depth=MAX_JSON_DEPTH + 4
+    )
     if not isinstance(body, dict):
         raise forms.ValidationError("The raw body must be a JSON object.")
-    if json_depth(body) > MAX_JSON_DEPTH + 4:
-        raise forms.ValidationError("The raw body nests too deeply.")
     if not isinstance(body.get("model"), str) or not body["model"].strip():
         raise forms.ValidationError('The raw body needs a "model" string.')
     messages = body.get("messages")

@@ -141,14 +141,11 @@ class ListField(forms.CharField):
 class JsonField(forms.CharField):
     """A JSON value; when the schema accepts a string, plain text is taken as that string."""
 
-    MAX_CHARACTERS = 16_384
+    MAX_BYTES = 16_384
 
     def __init__(self, *, accepts_string: bool = False, **kwargs: Any) -> None:
         self.accepts_string = accepts_string
         super().__init__(**kwargs)
-        # The limit is on the text typed, checked in to_python: Django's max_length validator
-        # would run on the parsed value, which may be a number.
-        self.widget.attrs["maxlength"] = str(self.MAX_CHARACTERS)
 
     def prepare_value(self, value: Any) -> Any:
         if value is None or isinstance(value, str):  # empty, or the text as typed
@@ -159,23 +156,13 @@ class JsonField(forms.CharField):
         text = str(value or "").strip()
         if not text:
             return None
-        if len(text) > self.MAX_CHARACTERS:
-            raise forms.ValidationError(
-                f"At most {self.MAX_CHARACTERS:,} characters (it has {len(text):,})."
-            )
-        try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError as error:
-            if self.accepts_string:
-                return text
-            raise forms.ValidationError(
-                f"Not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})."
-            ) from None
-        except RecursionError:
-            raise forms.ValidationError(f"Nests deeper than {MAX_JSON_DEPTH} levels.") from None
-        if json_depth(parsed) > MAX_JSON_DEPTH:
-            raise forms.ValidationError(f"Nests deeper than {MAX_JSON_DEPTH} levels.")
-        return parsed
+        if (
+            self.accepts_string
+            and len(text.encode()) <= self.MAX_BYTES
+            and not _parses_as_json(text)
+        ):
+            return text  # plain text where the schema takes a string (tool_choice: auto)
+        return parse_json(text, name=self.label, max_bytes=self.MAX_BYTES)
 
 
 def accepts_string(spec: dict[str, Any]) -> bool:
@@ -333,9 +320,27 @@ def _number(value: Any) -> str:
 def _parses_as_json(text: str) -> bool:
     try:
         json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return True
+
+
+def parse_json(text: str, *, name: str, max_bytes: int, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """JSON a user typed, or a ValidationError that says what is wrong with it."""
+    if len(text.encode()) > max_bytes:
+        raise forms.ValidationError(f"{name}: at most {max_bytes:,} bytes.")
+    too_deep = f"{name}: nests deeper than {max_depth} levels."
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise forms.ValidationError(
+            f"Not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})."
+        ) from None
+    except RecursionError:
+        raise forms.ValidationError(too_deep) from None
+    if json_depth(value) > max_depth:
+        raise forms.ValidationError(too_deep)
+    return value
 
 
 def json_depth(value: Any) -> int:

@@ -252,7 +252,28 @@ def test_an_oversized_json_field_is_refused_with_its_length(alice_client, conver
 
     page = response.content.decode()
     assert response.status_code == 400
-    assert "At most 16,384 characters" in page and "Keep this" in page
+    assert "thinking: at most 16,384 bytes." in page and "Keep this" in page
+    assert upstream.chat_requests() == []
+
+
+@pytest.mark.parametrize(
+    ("tool_choice", "error"),
+    [
+        ("[" * 5000 + "]" * 5000, "tool_choice: nests deeper than 8 levels."),
+        ("[" * 20_000, "tool_choice: at most 16,384 bytes."),
+        ("a" * 20_000, "tool_choice: at most 16,384 bytes."),
+    ],
+)
+def test_a_field_that_also_takes_text_still_has_its_limits(
+    alice_client, conversation, upstream, tool_choice, error
+):
+    response = send(
+        alice_client, conversation, "Keep this", model=GPT, schema__tool_choice=tool_choice
+    )
+
+    page = response.content.decode()
+    assert response.status_code == 400
+    assert error in page and "Keep this" in page
     assert upstream.chat_requests() == []
 
 
