@@ -679,7 +679,9 @@ def _payload_for(reply: Message) -> dict[str, Any]:
     parent = reply.parent
     if parent is not None and parent.raw_request is not None:
         return parent.raw_request
-    column = CompareColumn.objects.filter(pk=reply.compare_column_id).first()
+    column = (
+        CompareColumn.objects.get(pk=reply.compare_column_id) if reply.compare_column_id else None
+    )
     return build_payload(
         conversation=reply.conversation, leaf_id=reply.parent_id, parameters=column
     )
