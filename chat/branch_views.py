@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 from . import branches
 from .forms import ChatForm, EditForm, ParametersForm, RegenerateForm
 from .models import Conversation, Message
-from .views import _owned_conversation, _render_conversation, edit_form_id, reply_event_stream
+from .views import _owned_conversation, edit_form_id, render_conversation, reply_event_stream
 
 
 def _owned_message(
@@ -84,7 +84,7 @@ def _chat_form_errors(
     chat_form.errors.pop("content", None)  # regenerating needs no message
     if error is not None:
         chat_form.add_error(None, error)
-    return _render_conversation(request, conversation, chat_form, status=400)
+    return render_conversation(request, conversation, chat_form, status=400)
 
 
 @login_required
@@ -107,7 +107,7 @@ def message_edit(request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UU
     chat_form = ChatForm(
         initial={**ParametersForm.initial_for(conversation), "idempotency_key": uuid.uuid4().hex}
     )
-    return _render_conversation(
+    return render_conversation(
         request, conversation, chat_form, edit_form=form, edit_target=original, status=400
     )
 

@@ -109,6 +109,7 @@ def conversation_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpRespo
     form = ChatForm(
         initial={
             **ParametersForm.initial_for(conversation),
+            "content": request.session.pop(_unsent_message_key(conversation), ""),
             "idempotency_key": uuid.uuid4().hex,
             # The raw editor holds the whole conversation: drawn only when asked for.
             "raw_body": raw_request.preview(
@@ -120,7 +121,7 @@ def conversation_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpRespo
             else "",
         }
     )
-    return _render_conversation(request, conversation, form)
+    return render_conversation(request, conversation, form)
 
 
 @login_required
@@ -129,7 +130,7 @@ def message_send(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     conversation = _owned_conversation(request, public_id)
     form = ChatForm(request.POST)
     if not form.is_valid():
-        return _render_conversation(request, conversation, form, status=400)
+        return render_conversation(request, conversation, form, status=400)
     data = form.cleaned_data
     try:
         reply = services.message_send(
@@ -141,7 +142,7 @@ def message_send(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         )
     except ValidationError as error:
         form.add_error(None, error)
-        return _render_conversation(request, conversation, form, status=400)
+        return render_conversation(request, conversation, form, status=400)
     return redirect(f"{conversation.get_absolute_url()}#message-{reply.public_id}")
 
 
@@ -371,9 +372,21 @@ def parameters_save(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         chat_form = ChatForm(request.POST)
         chat_form.is_valid()  # show the same parameter errors; the message box may be empty
         chat_form.errors.pop("content", None)
-        return _render_conversation(request, conversation, chat_form, status=400)
+        return render_conversation(request, conversation, chat_form, status=400)
     services.conversation_update_parameters(conversation=conversation, parameters=form.cleaned_data)
+    _keep_unsent_message(request, conversation)
     return redirect(f"{conversation.get_absolute_url()}#parameters")
+
+
+def _keep_unsent_message(request: HttpRequest, conversation: Conversation) -> None:
+    """Saving the parameters reloads the page: the message typed so far comes back with it."""
+    text = request.POST.get("content", "")
+    if text.strip() and len(text) <= settings.MAX_MESSAGE_CHARS:
+        request.session[_unsent_message_key(conversation)] = text
+
+
+def _unsent_message_key(conversation: Conversation) -> str:
+    return f"unsent-message:{conversation.public_id}"
 
 
 @login_required
@@ -416,7 +429,7 @@ def conversation_rename(request: HttpRequest, public_id: uuid.UUID) -> HttpRespo
         services.conversation_rename(conversation=conversation, title=form.cleaned_data["title"])
         return redirect(conversation)
     chat_form = ChatForm(initial=ParametersForm.initial_for(conversation))
-    return _render_conversation(request, conversation, chat_form, rename_form=form, status=400)
+    return render_conversation(request, conversation, chat_form, rename_form=form, status=400)
 
 
 @login_required
@@ -495,7 +508,7 @@ def _attach_calls(messages: list[Message], *, inline_last_only: bool = False) ->
         message.lazy_record = inline_last_only and message is not last_reply
 
 
-def _render_conversation(
+def render_conversation(
     request: HttpRequest,
     conversation: Conversation,
     form: ChatForm,

@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from . import presets, usage
+from . import presets, usage, views
 from .forms import ChatForm, PresetNameForm
 from .models import Conversation, Preset
 
@@ -30,20 +30,24 @@ def preset_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def preset_save(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    """Save the parameter panel as posted (not necessarily sent yet) under a name."""
+    """Save the parameter panel as posted (not necessarily sent yet) under a name.
+
+    The page is drawn again from what was posted, not redirected: the panel and a
+    half-written message stay as they were, whether the preset was saved or not.
+    """
     conversation = get_object_or_404(Conversation, public_id=public_id, owner=request.user)
     name_form = PresetNameForm(request.POST)
     form = ChatForm(request.POST)
     form.is_valid()
-    form.errors.pop("content", None)
+    form.errors.pop("content", None)  # the message box may be empty: nothing is sent
     form.errors.pop("idempotency_key", None)
     if not name_form.is_valid() or form.errors:
         messages.error(request, _preset_problem(name_form, form))
-        return redirect(f"{conversation.get_absolute_url()}#presets")
+        return views.render_conversation(request, conversation, form, status=400)
     name = name_form.cleaned_data["preset_name"]
     presets.preset_save(owner=request.user, name=name, parameters=form.cleaned_data)
     messages.success(request, f"Saved preset “{name}”.")
-    return redirect(f"{conversation.get_absolute_url()}#presets")
+    return views.render_conversation(request, conversation, form)
 
 
 @login_required

@@ -95,8 +95,8 @@ MATRIX: dict[str, Row] = {
     "parameters_panel": Row(("conversation",), {"POST": OWNED}),
     "usage": Row((), {"GET": MINE}),
     "preset_list": Row((), {"GET": MINE}),
-    # An empty POST: the page says the preset needs a name.
-    "preset_save": Row(("conversation",), {"POST": OWNED_ACTION}),
+    # An empty POST: the page is drawn again, saying the preset needs a name.
+    "preset_save": Row(("conversation",), {"POST": OWNED_FORM}),
     "preset_start": Row(("preset",), {"POST": OWNED_ACTION}),
     "preset_delete": Row(("preset",), {"POST": OWNED_ACTION}),
 }

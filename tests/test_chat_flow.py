@@ -105,6 +105,17 @@ def test_it_saves_parameters_without_sending(alice_client, conversation, upstrea
     assert not Message.objects.exists()
 
 
+def test_saving_parameters_brings_back_the_message_typed_so_far(alice_client, conversation):
+    url = reverse("parameters_save", args=[conversation.public_id])
+    alice_client.post(url, form_data("Half-written question", temperature="0.4"))
+
+    page = alice_client.get(conversation.get_absolute_url()).content.decode()
+    assert "Half-written question</textarea>" in page
+    assert 'name="temperature" value="0.4"' in page
+    again = alice_client.get(conversation.get_absolute_url()).content.decode()
+    assert "Half-written question" not in again  # once, not forever
+
+
 def test_it_sends_the_whole_path_as_context(alice_client, conversation, upstream):
     send(alice_client, conversation, "First")
     send(alice_client, conversation, "Second")

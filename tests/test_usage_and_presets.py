@@ -94,7 +94,7 @@ def test_the_usage_page_shows_calls_by_day_and_model_with_a_chart(
 # --- Presets ---------------------------------------------------------------------
 
 
-def save_preset(client, conversation, name="Careful Claude", **overrides):
+def save_preset(client, conversation, name="Careful Claude", content="", **overrides):
     values = {
         "model": "anthropic/claude-sonnet-4.5",
         "system_prompt": "Be careful.",
@@ -103,13 +103,14 @@ def save_preset(client, conversation, name="Careful Claude", **overrides):
         "preset_name": name,
         **overrides,
     }
-    data = form_data("", **values)
+    data = form_data(content, **values)
     return client.post(reverse("preset_save", args=[conversation.public_id]), data)
 
 
 def test_it_saves_a_preset_and_starts_a_conversation_from_it(alice_client, alice, conversation):
     response = save_preset(alice_client, conversation)
-    assert response.status_code == 302
+    assert response.status_code == 200
+    assert "Saved preset “Careful Claude”" in response.content.decode()
 
     preset = Preset.objects.get(owner=alice)
     assert (preset.name, preset.model, preset.temperature) == (
@@ -139,12 +140,25 @@ def test_saving_under_the_same_name_replaces_the_preset(alice_client, alice, con
 
 
 def test_a_preset_with_invalid_parameters_is_not_saved(alice_client, conversation):
-    response = save_preset(alice_client, conversation, temperature="1.7")
+    response = save_preset(
+        alice_client, conversation, temperature="1.7", content="Half-written question"
+    )
 
-    assert response.status_code == 302
+    assert response.status_code == 400
     assert not Preset.objects.exists()
-    page = alice_client.get(response.url).content.decode()
+    page = response.content.decode()
     assert "Preset not saved" in page and "temperature" in page
+    assert 'name="temperature" value="1.7"' in page  # shown as typed, with its error
+    assert "Half-written question</textarea>" in page
+
+
+def test_saving_a_preset_keeps_the_panel_and_the_message_as_typed(alice_client, conversation):
+    response = save_preset(alice_client, conversation, content="Half-written question")
+
+    page = response.content.decode()
+    assert 'name="temperature" value="0.2"' in page
+    assert 'value="anthropic/claude-sonnet-4.5"' in page
+    assert "Half-written question</textarea>" in page
 
 
 def test_presets_belong_to_their_owner(alice_client, bob_client, conversation):
