@@ -232,3 +232,27 @@ def test_it_creates_one_generation_when_send_is_double_clicked(logged_in_page, d
     assert Message.objects.filter(role=Message.Role.USER).count() == 1
     assert Message.objects.filter(role=Message.Role.ASSISTANT).count() == 1
     assert ApiCall.objects.count() == 1
+
+
+def test_saving_parameters_or_a_preset_keeps_the_message_being_written(
+    logged_in_page, demo_upstream
+):
+    page = logged_in_page
+    new_conversation(page)
+    message_box(page).fill("A question I am still writing")
+    page.get_by_label("Temperature").fill("0.4")
+    page.get_by_role("button", name="Save parameters").click()
+
+    expect(page).to_have_url(re.compile(r"#parameters$"))
+    expect(message_box(page)).to_have_value("A question I am still writing")
+    expect(page.get_by_label("Temperature")).to_have_value("0.4")
+
+    page.get_by_label("Temperature").fill("0.9")
+    page.locator("details.presets > summary").click()
+    page.get_by_label("Preset name").fill("Warm")
+    page.get_by_role("button", name="Save as preset").click()
+
+    expect(page.get_by_text("Saved preset “Warm”.")).to_be_visible()
+    expect(message_box(page)).to_have_value("A question I am still writing")
+    expect(page.get_by_label("Temperature")).to_have_value("0.9")
+    assert demo_upstream.chat_requests() == []
