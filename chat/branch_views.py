@@ -16,7 +16,13 @@ from django.views.decorators.http import require_POST
 from . import branches
 from .forms import ChatForm, EditForm, ParametersForm, RegenerateForm
 from .models import Conversation, Message
-from .views import _owned_conversation, edit_form_id, render_conversation, reply_event_stream
+from .views import (
+    _owned_conversation,
+    edit_form_id,
+    panel_form,
+    render_conversation,
+    reply_event_stream,
+)
 
 
 def _owned_message(
@@ -79,9 +85,7 @@ def _chat_form_errors(
     request: HttpRequest, conversation: Conversation, error: ValidationError | None = None
 ) -> HttpResponse:
     """The panel's errors, shown the way Save parameters shows them; the text is kept."""
-    chat_form = ChatForm(request.POST)
-    chat_form.is_valid()
-    chat_form.errors.pop("content", None)  # regenerating needs no message
+    chat_form = panel_form(request)  # regenerating needs no message
     if error is not None:
         chat_form.add_error(None, error)
     return render_conversation(request, conversation, chat_form, status=400)

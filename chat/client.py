@@ -514,11 +514,6 @@ class CatalogueResponse:
     etag: str | None
 
 
-def fetch_models() -> list[dict[str, Any]]:
-    """The upstream's chat models, normalised from either catalogue shape."""
-    return fetch_catalogue(etag=None).models or []
-
-
 def fetch_catalogue(*, etag: str | None) -> CatalogueResponse:
     """The upstream's chat models, normalised from either catalogue shape, honouring ETag.
 

@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import compare, services
+from . import catalogue, compare, services
 from .forms import CompareColumnForm, CompareForm, ParametersForm, ShareForm, compare_column_forms
 from .models import CompareRun, Conversation
 from .views import _attach_calls, _owned_conversation, reply_event_stream
@@ -159,7 +159,7 @@ def _render_compare_form(
         "conversation": conversation,
         "form": form,
         "columns": columns,
-        "catalogue": services.catalogue_get(),
+        "catalogue": catalogue.catalogue_get(),
         "path": services.conversation_path(conversation=conversation),
     }
     return render(request, "chat/compare_form.html", context, status=status)

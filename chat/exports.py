@@ -563,6 +563,7 @@ def _conversation_create(owner: Any, document: dict[str, Any]) -> Conversation:
         extra_params=document["extra_params"],
     )
     created: dict[str, Message] = {}
+    calls: list[ApiCall] = []
     for item in document["messages"]:
         message = Message.objects.create(
             conversation=conversation,
@@ -573,9 +574,8 @@ def _conversation_create(owner: Any, document: dict[str, Any]) -> Conversation:
             reasoning=item["reasoning"],
         )
         created[item["id"]] = message
-        ApiCall.objects.bulk_create(
-            ApiCall(conversation=conversation, message=message, **call) for call in item["calls"]
-        )
+        calls += (ApiCall(conversation=conversation, message=message, **c) for c in item["calls"])
+    ApiCall.objects.bulk_create(calls)
     for run in document["compare_runs"]:
         _compare_run_create(conversation, run, created)
     if document["current_leaf"] is not None:

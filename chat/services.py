@@ -21,7 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import catalogue, client, database_thread, limits
+from . import client, database_thread, limits
 from .models import ApiCall, CompareColumn, Conversation, Message
 from .usage import cost_estimate
 
@@ -49,6 +49,8 @@ class ParameterSet(Protocol):
 
 
 PARAMETER_FIELDS = ("model", "system_prompt", "temperature", "max_tokens", "top_p", "stop")
+# Everything the parameter panel holds, as stored on a conversation, compare column or preset.
+PANEL_FIELDS = (*PARAMETER_FIELDS, "extra_params")
 # A form token already used by another kind of submit (only a hand-made form does that).
 KEY_REUSED = "This form was already submitted. Reload the page and try again."
 
@@ -61,10 +63,15 @@ def conversation_create(*, owner: Any) -> Conversation:
     previous = Conversation.objects.filter(owner=owner).order_by("-updated").first()
     conversation = Conversation(owner=owner, model=settings.DEFAULT_MODEL)
     if previous is not None:
-        for name in (*PARAMETER_FIELDS, "extra_params"):
-            setattr(conversation, name, getattr(previous, name))
+        parameters_copy(source=previous, target=conversation)
     conversation.save()
     return conversation
+
+
+def parameters_copy(*, source: Any, target: Any) -> None:
+    """The panel's values (model, system prompt, parameters) from one holder to another."""
+    for name in PANEL_FIELDS:
+        setattr(target, name, getattr(source, name))
 
 
 def conversation_rename(*, conversation: Conversation, title: str) -> None:
@@ -78,7 +85,7 @@ def conversation_delete(*, conversation: Conversation) -> None:
 
 def conversation_update_parameters(*, conversation: Conversation, parameters: dict) -> None:
     """Save the parameter panel with the conversation (keys: ParametersForm's fields)."""
-    for name in (*PARAMETER_FIELDS, "extra_params"):
+    for name in PANEL_FIELDS:
         setattr(conversation, name, parameters[name])
     conversation.save()
 
@@ -496,7 +503,7 @@ def _stream_relay(relay: _Relay) -> Iterator[StreamUpdate]:
     finally:
         relay.stream.close()  # hangs up on the upstream at once, whatever ended the relay
         pump.join()
-        relay.finish(stop_requested=relay.outcome is None and _stop_requested(relay.reply))
+        _stream_relay_finish(relay)
 
 
 async def _stream_relay_async(relay: _Relay) -> AsyncIterator[StreamUpdate]:
@@ -679,11 +686,8 @@ def _payload_for(reply: Message) -> dict[str, Any]:
     parent = reply.parent
     if parent is not None and parent.raw_request is not None:
         return parent.raw_request
-    column = (
-        CompareColumn.objects.get(pk=reply.compare_column_id) if reply.compare_column_id else None
-    )
     return build_payload(
-        conversation=reply.conversation, leaf_id=reply.parent_id, parameters=column
+        conversation=reply.conversation, leaf_id=reply.parent_id, parameters=reply.compare_column
     )
 
 
@@ -798,10 +802,3 @@ def title_from(content: str) -> str:
 
 def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and value >= 0 else None
-
-
-# --- The model catalogue -----------------------------------------------------
-# Lives in chat/catalogue.py (ETag caching, background refresh, model schemas).
-
-Catalogue = catalogue.Catalogue
-catalogue_get = catalogue.catalogue_get

@@ -79,7 +79,9 @@ def share_continue(*, share: Share, owner: Any) -> Conversation:
 
 
 def shares_for(*, owner: Any) -> QuerySet[Share]:
-    return Share.objects.filter(conversation__owner=owner).select_related("conversation")
+    return Share.objects.filter(conversation__owner=owner).select_related(
+        "conversation", "compare_run__conversation"
+    )
 
 
 def snapshot_messages(*, share: Share) -> list[Message]:

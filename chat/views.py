@@ -25,6 +25,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from . import (
     branches,
+    catalogue,
     client,
     database_thread,
     exports,
@@ -343,7 +344,7 @@ def _attach_branch_controls(
     """What each message's controls need: its siblings, an edit form, its compare run."""
     branches.branches_attach(conversation=conversation, messages=messages)
     prompts = [message for message in messages if message.role == Message.Role.USER]
-    runs = {run.prompt_id: run for run in CompareRun.objects.filter(prompt__in=prompts)}
+    runs = {run.prompt_id: run for run in conversation.compare_runs.filter(prompt__in=prompts)}
     for message in messages:
         message.compare_run = runs.get(message.id)
         if message.role != Message.Role.USER:
@@ -369,13 +370,19 @@ def parameters_save(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     # "Copy into the form" from the raw editor: the panel takes what maps from the raw body.
     form = (ChatForm if request.POST.get("use_raw") else ParametersForm)(request.POST)
     if not form.is_valid():
-        chat_form = ChatForm(request.POST)
-        chat_form.is_valid()  # show the same parameter errors; the message box may be empty
-        chat_form.errors.pop("content", None)
-        return render_conversation(request, conversation, chat_form, status=400)
+        return render_conversation(request, conversation, panel_form(request), status=400)
     services.conversation_update_parameters(conversation=conversation, parameters=form.cleaned_data)
     _keep_unsent_message(request, conversation)
     return redirect(f"{conversation.get_absolute_url()}#parameters")
+
+
+def panel_form(request: HttpRequest) -> ChatForm:
+    """The chat form as posted, checked for its panel: nothing is sent, so the message
+    box may be empty. Its errors show on the page with everything typed kept."""
+    form = ChatForm(request.POST)
+    form.is_valid()
+    form.errors.pop("content", None)
+    return form
 
 
 def _keep_unsent_message(request: HttpRequest, conversation: Conversation) -> None:
@@ -399,7 +406,7 @@ def parameters_panel(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse
     """
     conversation = _owned_conversation(request, public_id)
     form = ChatForm(initial=request.POST.dict())  # unbound: no errors before a submit
-    context = {"conversation": conversation, "form": form, "catalogue": services.catalogue_get()}
+    context = {"conversation": conversation, "form": form, "catalogue": catalogue.catalogue_get()}
     return render(request, "chat/_parameters.html", context)
 
 
@@ -534,7 +541,7 @@ def render_conversation(
         "form": form,
         "rename_form": rename_form or RenameForm(initial={"title": conversation.title}),
         "share_form": ShareForm(),
-        "catalogue": services.catalogue_get(),
+        "catalogue": catalogue.catalogue_get(),
         "totals": usage.conversation_totals(conversation=conversation),
         "recent": Conversation.objects.filter(owner=request.user).only("public_id", "title")[:15],
     }

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from . import presets, usage, views
 from .forms import ChatForm, PresetNameForm
-from .models import Conversation, Preset
+from .models import Preset
 
 
 @login_required
@@ -35,11 +35,9 @@ def preset_save(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     The page is drawn again from what was posted, not redirected: the panel and a
     half-written message stay as they were, whether the preset was saved or not.
     """
-    conversation = get_object_or_404(Conversation, public_id=public_id, owner=request.user)
+    conversation = views._owned_conversation(request, public_id)
     name_form = PresetNameForm(request.POST)
-    form = ChatForm(request.POST)
-    form.is_valid()
-    form.errors.pop("content", None)  # the message box may be empty: nothing is sent
+    form = views.panel_form(request)
     form.errors.pop("idempotency_key", None)
     if not name_form.is_valid() or form.errors:
         messages.error(request, _preset_problem(name_form, form))
