@@ -127,4 +127,12 @@ def test_a_message_of_another_conversation_is_not_found(alices_run, alice, alice
     choose = reverse(
         "compare_choose", args=[other.public_id, alices_run.public_id, reply.public_id]
     )
-    assert alice_client.post(choose).status_code == 404
+    assert alice_client.post(choose).status_code == 404  # the run is not in `other`
+    send(alice_client, other, "Elsewhere")
+    reply_elsewhere = other.messages.get(role="assistant")
+    run_conversation = alices_run.conversation.public_id
+    choose = reverse(
+        "compare_choose", args=[run_conversation, alices_run.public_id, reply_elsewhere.public_id]
+    )
+    assert alice_client.post(choose).status_code == 404  # the reply is not in the run's
+    assert CompareRun.objects.get().chosen is None

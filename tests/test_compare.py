@@ -72,6 +72,7 @@ def test_it_sends_the_conversation_so_far_with_the_prompt(conversation, alice_cl
 
     run_compare(conversation, column("demo/alpha"), column("demo/beta"))
 
+    assert len(sent_bodies(upstream)) == 3  # the earlier send, then one per column
     for body in sent_bodies(upstream)[1:]:
         roles = [message["role"] for message in body["messages"]]
         assert roles == ["user", "assistant", "user"]
@@ -243,7 +244,7 @@ def test_it_compares_through_the_form_and_redirects_to_the_run(alice_client, con
     assert response.url == run.get_absolute_url()
     page = alice_client.get(response.url).content.decode()
     assert "demo/alpha" in page and FAULT_MODEL in page
-    assert "temperature" in page and "0.4" in page
+    assert "<dt>temperature</dt><dd>0.4</dd>" in page  # the column's header
     assert page.count("Continue with this reply") == 1  # not from the failed column
     assert "Retry" in page  # the failed column
     assert page.count('class="inspector"') == 2  # each column has its own

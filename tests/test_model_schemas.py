@@ -106,8 +106,12 @@ def test_a_schema_link_off_the_upstream_is_never_fetched(upstream, settings):
     assert client.is_upstream_url(f"{upstream.base_url.removesuffix('/v1')}/docs-json?model=x")
     assert not client.is_upstream_url("http://169.254.169.254/latest/meta-data")
     assert not client.is_upstream_url(upstream.base_url.replace("http:", "file:"))
-    with pytest.raises(client.UpstreamError):
-        client.fetch_json_document("http://169.254.169.254/docs.json")
+    # The demo answers on this origin too, under another name: only the guard stops the call.
+    elsewhere = upstream.base_url.replace("127.0.0.1", "localhost").removesuffix("/v1")
+    with pytest.raises(client.UpstreamError) as refused:
+        client.fetch_json_document(f"{elsewhere}/docs-json?model=demo/echo")
+    assert refused.value.kind == "refused"
+    assert not any(r.path.startswith("/docs-json") for r in upstream.requests)
 
 
 def test_the_schema_document_is_fetched_once_and_cached(upstream):

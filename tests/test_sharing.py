@@ -49,12 +49,25 @@ def test_anyone_with_the_link_reads_the_snapshot_without_logging_in(
     page = response.content.decode()
     assert response.status_code == 200
     assert "What is a share link?" in page
-    assert "demo/echo" in page and "0.3" in page and "END" in page
+    assert "<dt>Model</dt><dd><code>demo/echo</code></dd>" in page  # the sidebar
+    assert "<dt>temperature</dt><dd><code>0.3</code></dd>" in page
+    assert "<dt>stop</dt><dd><code>[&quot;END&quot;]</code></dd>" in page
     assert "&quot;temperature&quot;: 0.3" in page  # the inspector's request body
     assert "Get code" in page and "YOUR_API_KEY" in page
     assert "other secret chat" not in page
     assert TEST_API_KEY not in page
-    assert "Retry" not in page and 'name="content"' not in page  # read-only
+    assert 'name="content"' not in page  # read-only: no message box
+
+
+def test_the_shared_page_offers_no_actions_even_on_a_failed_reply(alice_client, conversation):
+    send(alice_client, conversation, "This one fails", model="demo/fault:status=500")
+    share = share_it(alice_client, conversation)
+
+    page = Client().get(share.get_absolute_url()).content.decode()
+
+    assert "The upstream answered 500" in page  # the failure is shown...
+    assert ">Retry</button>" not in page and "/retry/" not in page  # ...with nothing to press
+    assert "Regenerate" not in page and "/delete/" not in page
 
 
 def test_the_shared_page_is_not_indexed_cached_or_leaked_through_referer(
@@ -315,8 +328,9 @@ def test_a_comparison_is_shared_side_by_side(alice_client, conversation, compare
     assert "Compared side by side" in page
     assert "What is a share link?" in page  # the conversation before the prompt
     assert "Which is better?" in page
-    assert 'aria-label="Column 1: demo/alpha"' in page and "0.2" in page
-    assert 'aria-label="Column 2: demo/beta"' in page and "top_k" in page
+    assert 'aria-label="Column 1: demo/alpha"' in page
+    assert "<dt>temperature</dt><dd>0.2</dd>" in page  # each column's header
+    assert 'aria-label="Column 2: demo/beta"' in page and "<dt>top_k</dt><dd>3</dd>" in page
     assert page.count('class="message assistant') == 3  # one before, one per column
     assert "Continue with this reply" not in page  # read-only
     assert "Comparison in" in alice_client.get(reverse("share_list")).content.decode()

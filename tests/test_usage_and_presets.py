@@ -147,7 +147,8 @@ def test_a_preset_with_invalid_parameters_is_not_saved(alice_client, conversatio
     assert response.status_code == 400
     assert not Preset.objects.exists()
     page = response.content.decode()
-    assert "Preset not saved" in page and "temperature" in page
+    assert "Preset not saved: fix the parameters first (temperature)." in page
+    assert "temperature: must be at most 1." in page  # on the field itself
     assert 'name="temperature" value="1.7"' in page  # shown as typed, with its error
     assert "Half-written question</textarea>" in page
 
