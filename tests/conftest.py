@@ -11,6 +11,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from chat.demo_upstream import DemoUpstream
+from chat.models import Conversation
 
 # Playwright's sync API runs an event loop in the test thread; Django's ORM is
 # used synchronously beside it in the tests (GUIDE §5).
@@ -46,6 +47,12 @@ def upstream(request, settings):
 @pytest.fixture
 def alice(django_user_model):
     return django_user_model.objects.create_user("alice", password="alice-password-1")
+
+
+@pytest.fixture
+def conversation(alice):
+    """Alice's conversation with the demo's echo model (test files override it as they need)."""
+    return Conversation.objects.create(owner=alice, model="demo/echo")
 
 
 @pytest.fixture

@@ -26,6 +26,20 @@ def form_data(content: str = "Hello there", **overrides) -> dict:
     return data
 
 
+def panel(model: str = "demo/echo", **overrides) -> dict:
+    """The parameter panel's cleaned data, as the services take it: nothing set."""
+    return {
+        "model": model,
+        "system_prompt": "",
+        "temperature": None,
+        "top_p": None,
+        "max_tokens": None,
+        "stop": [],
+        "extra_params": {},
+        **overrides,
+    }
+
+
 def send(client: Client, conversation: Conversation, content: str = "Hello there", **overrides):
     url = reverse("message_send", args=[conversation.public_id])
     return client.post(url, form_data(content, **overrides))

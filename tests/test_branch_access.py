@@ -6,19 +6,9 @@ from django.urls import reverse
 
 from chat import compare
 from chat.models import CompareRun, Conversation, Message
-from tests.helpers import form_data, send
+from tests.helpers import form_data, panel, send
 
 pytestmark = pytest.mark.django_db
-
-COLUMN = {
-    "model": "demo/echo",
-    "system_prompt": "",
-    "temperature": None,
-    "top_p": None,
-    "max_tokens": None,
-    "stop": [],
-    "extra_params": {},
-}
 
 
 @pytest.fixture
@@ -31,7 +21,7 @@ def alices_run(alice, alice_client):
         conversation=conversation,
         content="Compare",
         idempotency_key="run",
-        parameter_sets=[COLUMN, COLUMN],
+        parameter_sets=[panel(), panel()],
         claim=False,
     )
     return run

@@ -9,24 +9,9 @@ from hypothesis import strategies as st
 
 from chat import branches, services
 from chat.models import ApiCall, Conversation, Message
-from tests.helpers import form_data, send, sent_bodies
+from tests.helpers import form_data, panel, send, sent_bodies
 
 pytestmark = pytest.mark.django_db
-
-PANEL = {
-    "model": "demo/echo",
-    "system_prompt": "",
-    "temperature": None,
-    "top_p": None,
-    "max_tokens": None,
-    "stop": [],
-    "extra_params": {},
-}
-
-
-@pytest.fixture
-def conversation(alice):
-    return Conversation.objects.create(owner=alice, model="demo/echo")
 
 
 def say(conversation, text, key=None):
@@ -35,7 +20,7 @@ def say(conversation, text, key=None):
         conversation=conversation,
         content=text,
         idempotency_key=key or f"key-{text}",
-        parameters=PANEL,
+        parameters=panel(),
     )
 
 
@@ -44,7 +29,7 @@ def regenerate(conversation, reply, key, **parameters):
         conversation=conversation,
         reply=reply,
         idempotency_key=key,
-        parameters={**PANEL, **parameters},
+        parameters=panel(**parameters),
     )
 
 
@@ -289,7 +274,7 @@ def test_it_empties_the_conversation_when_its_only_root_is_deleted(conversation)
 
 def test_it_refuses_to_delete_a_branch_still_generating(conversation):
     reply, _ = services.message_start(
-        conversation=conversation, content="Hi", idempotency_key="k", parameters=PANEL
+        conversation=conversation, content="Hi", idempotency_key="k", parameters=panel()
     )
 
     with pytest.raises(ValidationError):

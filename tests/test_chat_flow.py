@@ -5,16 +5,11 @@ import json
 import pytest
 from django.urls import reverse
 
-from chat.models import ApiCall, Conversation, Message
+from chat.models import ApiCall, Message
 from tests.conftest import TEST_API_KEY
 from tests.helpers import form_data, send, sent_bodies
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def conversation(alice):
-    return Conversation.objects.create(owner=alice, model="demo/echo")
 
 
 def test_it_saves_the_message_and_the_reply_then_redirects(alice_client, conversation):

@@ -6,30 +6,12 @@ import pytest
 from django.urls import reverse
 
 from chat import branches, compare, services
-from chat.models import ApiCall, CompareColumn, CompareRun, Conversation, Message
-from tests.helpers import send, sent_bodies
+from chat.models import ApiCall, CompareColumn, CompareRun, Message
+from tests.helpers import panel, send, sent_bodies
 
 pytestmark = pytest.mark.django_db
 
 FAULT_MODEL = "demo/fault:status=500"
-
-
-def column(model="demo/echo", **overrides):
-    return {
-        "model": model,
-        "system_prompt": "",
-        "temperature": None,
-        "top_p": None,
-        "max_tokens": None,
-        "stop": [],
-        "extra_params": {},
-        **overrides,
-    }
-
-
-@pytest.fixture
-def conversation(alice):
-    return Conversation.objects.create(owner=alice, model="demo/echo")
 
 
 def run_compare(conversation, *columns, key="compare-1", text="Compare this"):
@@ -48,9 +30,9 @@ def replies_of(run):
 def test_it_answers_one_prompt_with_every_column_as_siblings(conversation, upstream):
     run = run_compare(
         conversation,
-        column("demo/alpha", temperature=0.1),
-        column("demo/beta", max_tokens=5),
-        column("demo/gamma", extra_params={"top_k": 3}),
+        panel("demo/alpha", temperature=0.1),
+        panel("demo/beta", max_tokens=5),
+        panel("demo/gamma", extra_params={"top_k": 3}),
     )
 
     replies = replies_of(run)
@@ -70,7 +52,7 @@ def test_it_sends_the_conversation_so_far_with_the_prompt(conversation, alice_cl
     send(alice_client, conversation, "Earlier")
     conversation.refresh_from_db()
 
-    run_compare(conversation, column("demo/alpha"), column("demo/beta"))
+    run_compare(conversation, panel("demo/alpha"), panel("demo/beta"))
 
     assert len(sent_bodies(upstream)) == 3  # the earlier send, then one per column
     for body in sent_bodies(upstream)[1:]:
@@ -80,7 +62,7 @@ def test_it_sends_the_conversation_so_far_with_the_prompt(conversation, alice_cl
 
 
 def test_it_keeps_the_other_columns_when_one_fails(conversation):
-    run = run_compare(conversation, column("demo/alpha"), column(FAULT_MODEL), column("demo/beta"))
+    run = run_compare(conversation, panel("demo/alpha"), panel(FAULT_MODEL), panel("demo/beta"))
 
     alpha, fault, beta = replies_of(run)
     assert alpha.status == beta.status == Message.Status.COMPLETE
@@ -94,8 +76,8 @@ def test_it_keeps_the_other_columns_when_one_fails(conversation):
 def test_it_retries_a_failed_column_with_its_own_parameters(conversation, upstream):
     run = run_compare(
         conversation,
-        column("demo/alpha"),
-        column("demo/echo", extra_params={"demo_fault": "status=503,fail_times=3"}),
+        panel("demo/alpha"),
+        panel("demo/echo", extra_params={"demo_fault": "status=503,fail_times=3"}),
     )
     _, failed = replies_of(run)
     assert failed.status == Message.Status.FAILED
@@ -112,7 +94,7 @@ def test_it_retries_a_failed_column_with_its_own_parameters(conversation, upstre
 
 def test_it_saves_the_run_with_each_columns_parameters(conversation):
     run = run_compare(
-        conversation, column("demo/alpha", temperature=0.3), column("demo/beta", top_p=0.5)
+        conversation, panel("demo/alpha", temperature=0.3), panel("demo/beta", top_p=0.5)
     )
 
     saved = CompareRun.objects.get(pk=run.pk)
@@ -124,8 +106,8 @@ def test_it_saves_the_run_with_each_columns_parameters(conversation):
 
 
 def test_it_starts_one_run_per_submit(conversation, upstream):
-    first = run_compare(conversation, column("demo/alpha"), column("demo/beta"), key="same")
-    again = run_compare(conversation, column("demo/alpha"), column("demo/beta"), key="same")
+    first = run_compare(conversation, panel("demo/alpha"), panel("demo/beta"), key="same")
+    again = run_compare(conversation, panel("demo/alpha"), panel("demo/beta"), key="same")
 
     assert first.pk == again.pk
     assert CompareRun.objects.count() == 1
@@ -137,7 +119,7 @@ def test_a_compare_with_a_token_a_send_used_still_runs(conversation, alice_clien
     send(alice_client, conversation, "Hello", idempotency_key="used")
     conversation.refresh_from_db()
 
-    run = run_compare(conversation, column("demo/a"), column("demo/b"), key="used")
+    run = run_compare(conversation, panel("demo/a"), panel("demo/b"), key="used")
 
     assert run.prompt.content == "Compare this"
     assert Message.objects.filter(role="user").count() == 2
@@ -146,12 +128,12 @@ def test_a_compare_with_a_token_a_send_used_still_runs(conversation, alice_clien
 def test_it_refuses_fewer_than_two_or_more_than_four_columns(conversation):
     for count in (1, 5):
         with pytest.raises(compare.ValidationError):
-            run_compare(conversation, *[column()] * count, key=f"k{count}")
+            run_compare(conversation, *[panel()] * count, key=f"k{count}")
     assert not Message.objects.exists()
 
 
 def test_it_continues_with_the_chosen_reply_and_keeps_the_others(conversation, upstream):
-    run = run_compare(conversation, column("demo/alpha"), column("demo/beta"))
+    run = run_compare(conversation, panel("demo/alpha"), panel("demo/beta"))
     alpha, beta = replies_of(run)
 
     compare.compare_choose(run=run, reply=beta)
@@ -165,7 +147,7 @@ def test_it_continues_with_the_chosen_reply_and_keeps_the_others(conversation, u
         conversation=conversation,
         content="Go on",
         idempotency_key="next",
-        parameters=column(),
+        parameters=panel(),
     )
     assert reply.parent.parent_id == beta.pk
     contents = [m["content"] for m in sent_bodies(upstream)[-1]["messages"]]
@@ -176,14 +158,14 @@ def test_it_refuses_a_reply_from_outside_the_run(conversation, alice_client):
     send(alice_client, conversation, "Hello")
     conversation.refresh_from_db()
     outsider = Message.objects.get(role="assistant")
-    run = run_compare(conversation, column("demo/alpha"), column("demo/beta"))
+    run = run_compare(conversation, panel("demo/alpha"), panel("demo/beta"))
 
     with pytest.raises(compare.ValidationError):
         compare.compare_choose(run=run, reply=outsider)
 
 
 def test_it_refuses_to_continue_from_a_failed_column(conversation):
-    run = run_compare(conversation, column("demo/alpha"), column(FAULT_MODEL))
+    run = run_compare(conversation, panel("demo/alpha"), panel(FAULT_MODEL))
     _, failed = replies_of(run)
 
     with pytest.raises(compare.ValidationError):
@@ -197,7 +179,7 @@ def test_it_lets_a_column_be_claimed_once(conversation):
         conversation=conversation,
         content="Hi",
         idempotency_key="k",
-        parameter_sets=[column(), column()],
+        parameter_sets=[panel(), panel()],
         claim=False,
     )
     first = run.columns.first()
@@ -208,7 +190,7 @@ def test_it_lets_a_column_be_claimed_once(conversation):
 
 
 def test_it_removes_a_deleted_column_reply_only(conversation):
-    run = run_compare(conversation, column("demo/alpha"), column("demo/beta"))
+    run = run_compare(conversation, panel("demo/alpha"), panel("demo/beta"))
     alpha, beta = replies_of(run)
 
     branches.branch_delete(conversation=conversation, message=alpha)
@@ -313,7 +295,7 @@ def test_it_streams_each_column_once(alice_client, conversation):
 
 
 def test_it_chooses_a_reply_from_the_page(alice_client, conversation):
-    run = run_compare(conversation, column("demo/alpha"), column("demo/beta"))
+    run = run_compare(conversation, panel("demo/alpha"), panel("demo/beta"))
     _, beta = replies_of(run)
 
     response = alice_client.post(
@@ -332,7 +314,7 @@ def test_it_chooses_a_reply_from_the_page(alice_client, conversation):
 
 
 def test_it_retries_a_compare_column_and_returns_to_the_run(alice_client, conversation):
-    run = run_compare(conversation, column("demo/alpha"), column(FAULT_MODEL))
+    run = run_compare(conversation, panel("demo/alpha"), panel(FAULT_MODEL))
     _, failed = replies_of(run)
 
     response = alice_client.post(

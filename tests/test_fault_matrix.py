@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 from django.urls import reverse
 
-from chat.models import ApiCall, Conversation, Message
+from chat.models import ApiCall, Message
 from tests.helpers import form_data
 
 pytestmark = pytest.mark.django_db
@@ -53,11 +53,6 @@ FORM_ONLY = {
     "malformed JSON": Fault("malformed", 1, "failed", "bad_json", "not a JSON object"),
     "choices: []": Fault("empty_choices", 1, "failed", "empty", "no choices"),
 }
-
-
-@pytest.fixture
-def conversation(alice):
-    return Conversation.objects.create(owner=alice, model="demo/echo")
 
 
 @pytest.fixture

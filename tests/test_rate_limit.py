@@ -16,11 +16,6 @@ def limit_of_two(settings):
     settings.UPSTREAM_CALLS_PER_MINUTE = 2
 
 
-@pytest.fixture
-def conversation(alice):
-    return Conversation.objects.create(owner=alice, model="demo/echo")
-
-
 def test_a_send_over_the_limit_is_refused_with_when_to_retry_and_the_text_kept(
     limit_of_two, alice_client, conversation, upstream
 ):

@@ -5,15 +5,10 @@ import json
 import pytest
 from django.urls import reverse
 
-from chat.models import ApiCall, Conversation, Message
+from chat.models import ApiCall, Message
 from tests.helpers import form_data, send, sent_bodies
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def conversation(alice):
-    return Conversation.objects.create(owner=alice, model="demo/echo")
 
 
 RAW = {

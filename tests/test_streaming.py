@@ -8,15 +8,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from chat.models import ApiCall, Conversation, Message
+from chat.models import ApiCall, Message
 from tests.helpers import form_data
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def conversation(alice):
-    return Conversation.objects.create(owner=alice, model="demo/echo")
 
 
 def start_stream(client, conversation, content="Stream to me", **overrides):

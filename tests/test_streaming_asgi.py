@@ -20,7 +20,7 @@ from django.test import Client
 from django.urls import reverse
 
 from chat import database_thread
-from chat.models import ApiCall, Conversation, Message
+from chat.models import ApiCall, Message
 from tests.helpers import form_data
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,11 +47,6 @@ def close_database_thread_connection():
         await sync_to_async(connections.close_all)()  # asgiref's thread, used by the scenarios
 
     on_event_loop(close_all)
-
-
-@pytest.fixture
-def conversation(alice):
-    return Conversation.objects.create(owner=alice, model="demo/echo")
 
 
 @pytest.fixture

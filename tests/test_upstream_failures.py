@@ -3,15 +3,10 @@
 import pytest
 from django.urls import reverse
 
-from chat.models import ApiCall, Conversation, Message
+from chat.models import ApiCall, Message
 from tests.helpers import form_data, send
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def conversation(alice):
-    return Conversation.objects.create(owner=alice, model="demo/echo")
 
 
 def fail_with(alice_client, conversation, spec: str, text: str = "Please keep me"):

@@ -12,11 +12,6 @@ from tests.helpers import form_data, send
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def conversation(alice):
-    return Conversation.objects.create(owner=alice, model="demo/echo")
-
-
 def test_the_cost_comes_from_the_body_when_reported(alice_client, conversation):
     send(alice_client, conversation, "Hi")
 
