@@ -13,7 +13,7 @@ import json
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
@@ -89,10 +89,15 @@ class PreparedCall:
         return self.prepared.body or b""
 
     def redacted_headers(self) -> dict[str, str]:
-        headers = dict(self.prepared.headers)
-        if "Authorization" in headers:
-            headers["Authorization"] = REDACTED
-        return headers
+        return redact_headers(self.prepared.headers)
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers with any Authorization value replaced: a key never reaches a record."""
+    return {
+        name: REDACTED if name.lower() == "authorization" else value
+        for name, value in headers.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -220,13 +225,18 @@ class ChatStream:
         self._last_chunk: dict[str, Any] = {}
 
     def events(self) -> Iterator[StreamEvent]:
-        for raw in self._raw_events():
+        yield from self._received(self._raw_events())
+        if not self.done:
+            self._check_finished()
+
+    def _received(self, raws: Iterable[str]) -> Iterator[StreamEvent]:
+        """The events among `raws`, each recorded as received; nothing after [DONE]."""
+        for raw in raws:
             event = self._receive(raw)
             if self.done:
                 return
             if event is not None:
                 yield event
-        self._check_finished()
 
     def _receive(self, raw: str) -> StreamEvent | None:
         """Record one event as received; the text it adds, if any (None for [DONE])."""
@@ -361,19 +371,14 @@ class AsyncChatStream(ChatStream):
 
     async def aevents(self) -> AsyncIterator[StreamEvent]:
         async for chunk in self._aread():
-            for raw in self._split(chunk):
-                event = self._receive(raw)
-                if self.done:
-                    return
-                if event is not None:
-                    yield event
-        for raw in self._rest():
-            event = self._receive(raw)
+            for event in self._received(self._split(chunk)):
+                yield event
             if self.done:
                 return
-            if event is not None:
-                yield event
-        self._check_finished()
+        for event in self._received(self._rest()):
+            yield event
+        if not self.done:
+            self._check_finished()
 
     async def aclose(self) -> None:
         await self.response.aclose()

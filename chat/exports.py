@@ -467,11 +467,7 @@ def _call_read(call: Any, path: str) -> dict[str, Any]:
             _string(value, f"{path}.{name}.{key}")
         checked[name] = headers
     # A file may come from anywhere: never store a key that someone left in it.
-    if client.header(checked["request_headers"], "Authorization") is not None:
-        checked["request_headers"] = {
-            key: client.REDACTED if key.lower() == "authorization" else value
-            for key, value in checked["request_headers"].items()
-        }
+    checked["request_headers"] = client.redact_headers(checked["request_headers"])
     checked["stream_events"] = _stream_events(call.get("stream_events", []), path)
     assembled = call.get("assembled_response")
     if assembled is not None:
