@@ -10,6 +10,7 @@ summarised in shared/upstream/README.md).
 
 import asyncio
 import json
+import ssl
 import threading
 import time
 import weakref
@@ -17,6 +18,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
+from functools import cache
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
@@ -500,10 +502,18 @@ def _async_client() -> httpx.AsyncClient:
     client = _async_clients.get(loop)
     if client is None:
         client = _async_clients[loop] = httpx.AsyncClient(
+            verify=tls_context(),
             # Every concurrent stream holds a connection: no pool limit to queue behind.
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
         )
     return client
+
+
+@cache
+def tls_context() -> ssl.SSLContext:
+    """httpx's default TLS setup, built once per process: loading the certificate
+    authorities takes 30-60 ms, which every new client would otherwise repeat."""
+    return httpx.create_ssl_context()
 
 
 def _raw_headers(response: httpx.Response) -> dict[str, str]:
