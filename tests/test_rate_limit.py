@@ -6,9 +6,14 @@ import pytest
 from django.urls import reverse
 
 from chat.models import Conversation, Message
-from tests.helpers import form_data, send
+from tests.helpers import form_data, send, start_with_room_in_the_minute
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def room_in_the_minute():
+    start_with_room_in_the_minute()
 
 
 @pytest.fixture
