@@ -31,7 +31,9 @@ def upstream_calls_take(*, user: Any, calls: int = 1) -> None:
     key = f"upstream-calls:{user.pk}:{window}"
     cache.add(key, 0, timeout=WINDOW_SECONDS * 2)
     try:
-        count = cache.incr(key, calls)  # atomic, so concurrent sends cannot both slip through
+        # Atomic in the in-process cache and in Redis, so concurrent sends cannot both slip
+        # through; Django's database cache reads then writes (docs/deploy.md says so).
+        count = cache.incr(key, calls)
     except ValueError:  # the key expired between add and incr
         cache.set(key, count := calls, timeout=WINDOW_SECONDS * 2)
     if count <= limit:
