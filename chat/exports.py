@@ -351,7 +351,7 @@ def _parameters_read(document: dict[str, Any], path: str) -> dict[str, Any]:
     _expect_object(
         parameters,
         f"{path}.parameters",
-        optional={"temperature", "top_p", "max_tokens", "stop", "extra_params"},
+        optional=set(PARAMETER_NAMES),
     )
     stop = _expect_list(parameters.get("stop", []), f"{path}.parameters.stop")
     for index, sequence in enumerate(stop):

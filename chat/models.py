@@ -11,7 +11,30 @@ from django.urls import reverse
 from django.utils import timezone
 
 
-class Conversation(models.Model):
+class PanelParameters(models.Model):
+    """The parameter panel's values: what a request is built from.
+
+    Held by a conversation (for its next request), a compare column and a preset.
+    Parameters are nullable: null means "not set", and unset fields are never sent.
+    """
+
+    model = models.CharField(max_length=200)
+    system_prompt = models.TextField(blank=True)
+    temperature = models.FloatField(null=True, blank=True)
+    top_p = models.FloatField(null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    stop = models.JSONField(default=list, blank=True)
+    extra_params = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(field.name for field in cls._meta.fields)
+
+
+class Conversation(PanelParameters):
     """A chat with one model; keeps the parameters the next request will use."""
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -19,14 +42,6 @@ class Conversation(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
     title = models.CharField(max_length=200, default="New conversation")
-    model = models.CharField(max_length=200)
-    system_prompt = models.TextField(blank=True)
-    # Parameters are nullable: null means "not set", and unset fields are never sent.
-    temperature = models.FloatField(null=True, blank=True)
-    top_p = models.FloatField(null=True, blank=True)
-    max_tokens = models.PositiveIntegerField(null=True, blank=True)
-    stop = models.JSONField(default=list, blank=True)
-    extra_params = models.JSONField(default=dict, blank=True)
     # The leaf of the branch on screen; the page shows the path from the root to it.
     current_leaf = models.ForeignKey(
         "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -168,20 +183,13 @@ class CompareRun(models.Model):
         return reverse("compare_detail", args=[self.conversation.public_id, self.public_id])
 
 
-class CompareColumn(models.Model):
+class CompareColumn(PanelParameters):
     """One parameter set of a compare run: the same fields as a conversation's panel."""
 
     MAX_COLUMNS = 4
 
     run = models.ForeignKey(CompareRun, on_delete=models.CASCADE, related_name="columns")
     position = models.PositiveSmallIntegerField()
-    model = models.CharField(max_length=200)
-    system_prompt = models.TextField(blank=True)
-    temperature = models.FloatField(null=True, blank=True)
-    top_p = models.FloatField(null=True, blank=True)
-    max_tokens = models.PositiveIntegerField(null=True, blank=True)
-    stop = models.JSONField(default=list, blank=True)
-    extra_params = models.JSONField(default=dict, blank=True)
     # Claimed once by whatever generates the first reply (the form path at once, a
     # browser's stream when it opens): one submit, one generation per column.
     generation_started = models.BooleanField(default=False)
@@ -368,7 +376,7 @@ class Share(models.Model):
         return self.State.ACTIVE
 
 
-class Preset(models.Model):
+class Preset(PanelParameters):
     """A named set of model, system prompt and parameters a user can start conversations from."""
 
     owner = models.ForeignKey(
@@ -376,13 +384,6 @@ class Preset(models.Model):
     )
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=100)
-    model = models.CharField(max_length=200)
-    system_prompt = models.TextField(blank=True)
-    temperature = models.FloatField(null=True, blank=True)
-    top_p = models.FloatField(null=True, blank=True)
-    max_tokens = models.PositiveIntegerField(null=True, blank=True)
-    stop = models.JSONField(default=list, blank=True)
-    extra_params = models.JSONField(default=dict, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -14,7 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import client, database_thread, limits
-from .models import ApiCall, CompareColumn, Conversation, Message
+from .models import ApiCall, CompareColumn, Conversation, Message, PanelParameters
 from .usage import cost_estimate
 
 logger = logging.getLogger(__name__)
@@ -36,21 +36,8 @@ PING_INTERVAL = 0.5
 StreamUpdate = tuple[str, dict[str, Any]]
 
 
-class ParameterSet(Protocol):
-    """What a request is built from: a conversation's panel, or a compare column."""
-
-    model: str
-    system_prompt: str
-    temperature: float | None
-    top_p: float | None
-    max_tokens: int | None
-    stop: list[str]
-    extra_params: dict[str, Any]
-
-
-PARAMETER_FIELDS = ("model", "system_prompt", "temperature", "max_tokens", "top_p", "stop")
 # Everything the parameter panel holds, as stored on a conversation, compare column or preset.
-PANEL_FIELDS = (*PARAMETER_FIELDS, "extra_params")
+PANEL_FIELDS = PanelParameters.field_names()
 # A form token already used by another kind of submit (only a hand-made form does that).
 KEY_REUSED = "This form was already submitted. Reload the page and try again."
 
@@ -432,6 +419,21 @@ def _stream_open(
     return None
 
 
+class _Every:
+    """Due once every `seconds`, the first time `seconds` from now."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.next = time.monotonic() + seconds
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now < self.next:
+            return False
+        self.next = now + self.seconds
+        return True
+
+
 class _Relay:
     """What a relay does with what the upstream sent, whichever way it waits for it.
 
@@ -444,8 +446,7 @@ class _Relay:
     def __init__(self, reply: Message, call: ApiCall, stream: client.ChatStream) -> None:
         self.reply, self.call, self.stream = reply, call, stream
         self.outcome: tuple[str, client.UpstreamError | None] | None = None
-        now = time.monotonic()
-        self.next_save, self.next_stop_check = now + PERSIST_INTERVAL, now + STOP_CHECK_INTERVAL
+        self.saves, self.stop_checks = _Every(PERSIST_INTERVAL), _Every(STOP_CHECK_INTERVAL)
 
     def take(self, events: list[client.StreamEvent], end: Any) -> StreamUpdate | None:
         """The update for the browser (None: nothing to send); notes how the stream ended."""
@@ -465,18 +466,10 @@ class _Relay:
         return ("ping", {}) if end is None else None
 
     def stop_check_due(self) -> bool:
-        now = time.monotonic()
-        if self.outcome is None and now >= self.next_stop_check:
-            self.next_stop_check = now + STOP_CHECK_INTERVAL
-            return True
-        return False
+        return self.outcome is None and self.stop_checks.due()
 
     def save_due(self) -> bool:
-        now = time.monotonic()
-        if self.outcome is None and now >= self.next_save:
-            self.next_save = now + PERSIST_INTERVAL
-            return True
-        return False
+        return self.outcome is None and self.saves.due()
 
     def stopped(self) -> None:
         self.outcome = (Message.Status.STOPPED, None)
@@ -655,7 +648,7 @@ def _stream_finish(
 
 
 def build_payload(
-    *, conversation: Conversation, leaf_id: int | None, parameters: ParameterSet | None = None
+    *, conversation: Conversation, leaf_id: int | None, parameters: PanelParameters | None = None
 ) -> dict[str, Any]:
     """The request body: only what the user set, extra parameters merged last.
 

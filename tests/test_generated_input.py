@@ -21,7 +21,7 @@ from chat.compare import COMPARE_KEY_PREFIX
 from chat.forms import ChatForm
 from chat.markdown import render_markdown
 from chat.models import Conversation, Message
-from chat.services import build_payload
+from chat.services import PANEL_FIELDS, build_payload, conversation_update_parameters
 
 pytestmark = pytest.mark.django_db
 
@@ -65,20 +65,24 @@ def conversation(alice, settings):
     return Conversation.objects.create(owner=alice, model="demo/echo")
 
 
-@PROPERTY
-@given(data=form_fields)
-def test_the_chat_form_never_fails_with_a_500(alice_client, conversation, data):
+def post_and_check_what_was_saved(client, url, data, *, key, adds):
+    """Post a send: answered 302 or 400, never 500; a 302 saves `adds` messages, and a
+    400, or a resubmit of an earlier send (the same `key`), saves nothing new."""
     before = Message.objects.count()
-    key_used = Message.objects.filter(idempotency_key=data["idempotency_key"]).exists()
+    key_used = Message.objects.filter(idempotency_key=key).exists()
 
-    response = alice_client.post(reverse("message_send", args=[conversation.public_id]), data)
+    response = client.post(url, data)
 
     assert response.status_code in {302, 400}
     saved = Message.objects.count() - before
-    if response.status_code == 400 or key_used:
-        assert saved == 0  # refused, or a resubmit of an earlier send: nothing new
-    else:
-        assert saved == 2
+    assert saved == (0 if response.status_code == 400 or key_used else adds)
+
+
+@PROPERTY
+@given(data=form_fields)
+def test_the_chat_form_never_fails_with_a_500(alice_client, conversation, data):
+    url = reverse("message_send", args=[conversation.public_id])
+    post_and_check_what_was_saved(alice_client, url, data, key=data["idempotency_key"], adds=2)
 
 
 @PROPERTY
@@ -86,21 +90,12 @@ def test_the_chat_form_never_fails_with_a_500(alice_client, conversation, data):
 def test_the_compare_form_never_fails_with_a_500(alice_client, conversation, first, second):
     data = {"content": first["content"], "idempotency_key": first["idempotency_key"]}
     for number, column in ((1, first), (2, second)):
-        for name in ("model", "system_prompt", "temperature", "top_p", "max_tokens", "stop"):
+        for name in PANEL_FIELDS:
             data[f"column-{number}-{name}"] = column[name]
-        data[f"column-{number}-extra_params"] = column["extra_params"]
-    before = Message.objects.count()
+    url = reverse("compare_new", args=[conversation.public_id])
     compare_key = COMPARE_KEY_PREFIX + data["idempotency_key"]
-    key_used = Message.objects.filter(idempotency_key=compare_key).exists()
-
-    response = alice_client.post(reverse("compare_new", args=[conversation.public_id]), data)
-
-    assert response.status_code in {302, 400}
-    saved = Message.objects.count() - before
-    if response.status_code == 400 or key_used:
-        assert saved == 0
-    else:
-        assert saved == 3  # the prompt and one reply per column
+    # Saved: the prompt and one reply per column.
+    post_and_check_what_was_saved(alice_client, url, data, key=compare_key, adds=3)
 
 
 # Issue 5: the schema-built fields of the three bundled models, raw request mode and
@@ -126,17 +121,8 @@ def test_the_schema_panel_and_raw_mode_never_fail_with_a_500(
     alice_client, conversation, panel, data
 ):
     data = {**data, **panel, "content": data["content"] or "Hello"}
-    before = Message.objects.count()
-    key_used = Message.objects.filter(idempotency_key=data["idempotency_key"]).exists()
-
-    response = alice_client.post(reverse("message_send", args=[conversation.public_id]), data)
-
-    assert response.status_code in {302, 400}
-    saved = Message.objects.count() - before
-    if response.status_code == 400 or key_used:
-        assert saved == 0
-    else:
-        assert saved == 2
+    url = reverse("message_send", args=[conversation.public_id])
+    post_and_check_what_was_saved(alice_client, url, data, key=data["idempotency_key"], adds=2)
     panel_response = alice_client.post(
         reverse("parameters_panel", args=[conversation.public_id]), data
     )
@@ -150,10 +136,7 @@ def test_a_valid_form_always_makes_a_json_body_of_only_what_was_set(conversation
     if not form.is_valid():
         assert form.errors  # refused with a reason
         return
-    for name in ("model", "system_prompt", "temperature", "top_p", "max_tokens", "stop"):
-        setattr(conversation, name, form.cleaned_data[name])
-    conversation.extra_params = form.cleaned_data["extra_params"]
-    conversation.save()
+    conversation_update_parameters(conversation=conversation, parameters=form.cleaned_data)
 
     body = build_payload(conversation=conversation, leaf_id=None)
 
