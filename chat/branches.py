@@ -160,7 +160,7 @@ def reply_regenerate_start(
     if existing is not None:
         return existing, False
     services.messages_check_room(conversation=conversation, adding=1)
-    limits.upstream_calls_take(user=conversation.owner)
+    limits.upstream_calls_take(user_id=conversation.owner_id)
     try:
         with transaction.atomic():
             services.conversation_update_parameters(

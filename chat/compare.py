@@ -62,7 +62,7 @@ def compare_start(
         return existing, False
     services.messages_check_room(conversation=conversation, adding=1 + len(parameter_sets))
     # Each column is a call: a 4-column run counts 4 against the per-minute limit.
-    limits.upstream_calls_take(user=conversation.owner, calls=len(parameter_sets))
+    limits.upstream_calls_take(user_id=conversation.owner_id, calls=len(parameter_sets))
     try:
         with transaction.atomic():
             run = _run_create(conversation, content, idempotency_key, parameter_sets, claim)

@@ -8,7 +8,6 @@ failed call do not.
 """
 
 import time
-from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -21,14 +20,14 @@ class RateLimited(ValidationError):
     """Too many calls this minute; the message says when to try again."""
 
 
-def upstream_calls_take(*, user: Any, calls: int = 1) -> None:
-    """Count `calls` more calls for `user`, or raise RateLimited and count none."""
+def upstream_calls_take(*, user_id: int, calls: int = 1) -> None:
+    """Count `calls` more calls for the user, or raise RateLimited and count none."""
     limit = settings.UPSTREAM_CALLS_PER_MINUTE
     if not limit:
         return
     now = time.time()
     window = int(now // WINDOW_SECONDS)
-    key = f"upstream-calls:{user.pk}:{window}"
+    key = f"upstream-calls:{user_id}:{window}"
     cache.add(key, 0, timeout=WINDOW_SECONDS * 2)
     try:
         # Atomic in the in-process cache and in Redis, so concurrent sends cannot both slip

@@ -72,9 +72,13 @@ def conversation_delete(*, conversation: Conversation) -> None:
 
 def conversation_update_parameters(*, conversation: Conversation, parameters: dict) -> None:
     """Save the parameter panel with the conversation (keys: ParametersForm's fields)."""
+    _panel_set(conversation, parameters)
+    conversation.save()
+
+
+def _panel_set(conversation: Conversation, parameters: dict) -> None:
     for name in PANEL_FIELDS:
         setattr(conversation, name, parameters[name])
-    conversation.save()
 
 
 def conversation_path(*, conversation: Conversation) -> list[Message]:
@@ -174,18 +178,14 @@ def exchange_start(
     """A user message under `parent` and its pending reply, which becomes the current leaf.
 
     Sending continues from the current leaf; editing starts a sibling of the
-    edited message. `parameters` (the panel's cleaned data) are saved first when
-    given. Returns (reply, created) as message_start does.
+    edited message. `parameters` (the panel's cleaned data) are saved with them
+    when given. Returns (reply, created) as message_start does.
+
+    A used idempotency key is found by the unique constraint, not by a query
+    before: the insert fails, nothing is kept, and no call is counted.
     """
-    existing = _reply_for_key(conversation, idempotency_key)
-    if existing is not None:
-        return existing, False
-    messages_check_room(conversation=conversation, adding=2)
-    limits.upstream_calls_take(user=conversation.owner)
     try:
         with transaction.atomic():
-            if parameters is not None:
-                conversation_update_parameters(conversation=conversation, parameters=parameters)
             user_message = Message.objects.create(
                 conversation=conversation,
                 parent=parent,
@@ -195,12 +195,18 @@ def exchange_start(
                 raw_request=raw_request,
             )
             reply = reply_placeholder(conversation=conversation, parent=user_message)
+            messages_check_room(conversation=conversation, adding=0)
+            limits.upstream_calls_take(user_id=conversation.owner_id)
+            saved = ["current_leaf", "title", "updated"]
+            if parameters is not None:
+                _panel_set(conversation, parameters)
+                saved += PANEL_FIELDS
             if conversation.title == Conversation._meta.get_field("title").default:
                 conversation.title = title_from(content)
             conversation.current_leaf = reply
-            conversation.save(update_fields=["current_leaf", "title", "updated"])
+            conversation.save(update_fields=saved)
     except IntegrityError:
-        # A concurrent submit with the same key won the race: show its reply.
+        # This key was used: by an earlier submit, or a concurrent one that won the race.
         existing = _reply_for_key(conversation, idempotency_key)
         if existing is None:
             raise ValidationError(KEY_REUSED) from None
@@ -231,7 +237,7 @@ def reply_prepare_retry(*, reply: Message) -> Message:
     """
     if not reply.can_retry:
         raise ValidationError("Only a failed, stopped or interrupted reply can be retried.")
-    limits.upstream_calls_take(user=reply.conversation.owner)
+    limits.upstream_calls_take(user_id=reply.conversation.owner_id)
     if reply.status in {Message.Status.STOPPED, Message.Status.INTERRUPTED}:
         conversation = reply.conversation
         with transaction.atomic():

@@ -1,6 +1,8 @@
 """Streamed replies: relayed live, saved on a timer, and kept however the stream ends."""
 
+import html
 import json
+import re
 import time
 from datetime import timedelta
 
@@ -78,6 +80,18 @@ def test_it_records_the_stream_for_the_inspector(alice_client, conversation, ups
     assert call.completion_tokens and call.prompt_tokens and call.reasoning_tokens
     assert call.usd_spent is not None
     assert call.request_body.encode() == upstream.chat_requests()[0].body
+
+
+def test_the_inspector_lists_every_event_with_its_time(alice_client, conversation, upstream):
+    events = read_all(start_stream(alice_client, conversation))
+
+    call = ApiCall.objects.get()
+    rows = re.findall(r"<tr><td>\+(\d+) ms</td><td><code>(.*?)</code></td></tr>", events[-1][1]["html"])
+    assert len(rows) == len(call.stream_events) > 3
+    assert [int(at) for at, _ in rows] == [event["at_ms"] for event in call.stream_events]
+    # Escaped as received: the JSON's quotes are entities, and the last event is [DONE].
+    assert rows[0][1] == html.escape(call.stream_events[0]["data"])
+    assert rows[-1][1] == "[DONE]"
     page = alice_client.get(reverse("call_detail", args=[call.public_id])).content.decode()
     assert "server-sent events, as received" in page and "Assembled response" in page
 

@@ -1,7 +1,8 @@
 import json
 
 from django import template
-from django.utils.safestring import SafeString
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
 
 from chat.markdown import render_markdown
 
@@ -11,6 +12,21 @@ register = template.Library()
 @register.filter
 def markdown(text: str) -> SafeString:
     return render_markdown(text or "")
+
+
+@register.filter
+def stream_event_rows(events: list[dict]) -> SafeString:
+    """The inspector's rows for a streamed call's server-sent events, escaped.
+
+    Built here rather than by a {% for %} loop: the template engine's work per
+    variable made that loop nearly half of rendering a finished reply (1.2 of
+    2.7 ms for a short reply's 58 events), and every stream ends with that render.
+    """
+    rows = (
+        f"<tr><td>+{int(event['at_ms'])} ms</td><td><code>{escape(event['data'])}</code></td></tr>"
+        for event in events
+    )
+    return mark_safe("".join(rows))  # noqa: S308 - the only text, each event's data, is escaped
 
 
 @register.filter
