@@ -1,6 +1,7 @@
 """Time to first token through the app versus straight to the upstream, in the same run.
 
-    .venv/bin/python bench/streaming_ttft.py [--concurrency 1 64 256] [--write docs/performance.md]
+    .venv/bin/python bench/streaming_ttft.py [--concurrency 1 64 256] [--floors] \
+        [--write docs/performance.md]
 
 Starts the demo upstream (realistic pacing: a first-token delay and a per-chunk
 delay) and the app under the production server, then for each concurrency opens
@@ -16,7 +17,9 @@ Through the app, a "first token" is the first `delta` event the browser would
 see, and "total" the time to the `done` event (the last byte, directly); every
 reply is then checked in the database (complete, with all its text). Servers
 compared on the same code: uvicorn (ASGI, the documented `make serve`) and
-gunicorn gthread (threaded WSGI).
+gunicorn gthread (threaded WSGI). `--floors` also measures two relays that store
+nothing (bench/floor.py): what the extra HTTP hop costs, and what Django's
+request handling with the login and owner checks costs, before any of our work.
 """
 
 import argparse
@@ -237,20 +240,25 @@ def run_load(stream, concurrency: int, rounds: int) -> tuple[Result, Result]:
     return burst, steady
 
 
-def measure_app(server, port, users, concurrency, env, checks) -> list[dict]:
-    before = stored_replies(env)
+def measure_app(server, port, users, concurrency, env, checks, stores=True) -> list[dict]:
+    """Stream through `server`; when it `stores` replies, check each was stored complete."""
+    before = stored_replies(env) if stores else None
     burst, steady = run_load(
         lambda n, result: stream_through_app(port, users[n], result), concurrency, ROUNDS
     )
-    after = stored_replies(env)
     rows = [
         burst.row(f"{server}, burst", concurrency),
         steady.row(f"{server}, steady", concurrency),
     ]
-    sent = burst.sent + steady.sent
-    stored = after["complete"] - before["complete"]
-    checks.append(f"{server}, {concurrency} clients: {sent} replies sent, {stored} stored complete")
-    print(format_row(rows[0]), "\n" + format_row(rows[1]), f"| stored {stored}/{sent}", flush=True)
+    stored_note = ""
+    if stores:
+        sent = burst.sent + steady.sent
+        stored = stored_replies(env)["complete"] - before["complete"]
+        checks.append(
+            f"{server}, {concurrency} clients: {sent} replies sent, {stored} stored complete"
+        )
+        stored_note = f" | stored {stored}/{sent}"
+    print(format_row(rows[0]), "\n" + format_row(rows[1]) + stored_note, flush=True)
     for error in (burst.errors + steady.errors)[:1]:
         print("   first error:", error, flush=True)
     return rows
@@ -267,10 +275,10 @@ print(json.dumps({"replies": replies.count(),
     return django_shell(env, script)
 
 
-SERVERS = {
-    "uvicorn (ASGI)": lambda port: [
+def uvicorn(application: str):
+    return lambda port: [
         str(Path(PYTHON).parent / "uvicorn"),
-        "playground.asgi:application",
+        application,
         "--port",
         str(port),
         "--workers",
@@ -278,7 +286,11 @@ SERVERS = {
         "--no-access-log",
         "--log-level",
         "warning",
-    ],
+    ]
+
+
+SERVERS = {
+    "uvicorn (ASGI)": uvicorn("playground.asgi:application"),
     "gunicorn gthread": lambda port: [
         str(Path(PYTHON).parent / "gunicorn"),
         "-c",
@@ -290,6 +302,15 @@ SERVERS = {
         "/dev/null",
     ],
 }
+# --floors: stand-ins that relay without storing anything (bench/floor.py), under
+# uvicorn as the app runs, with the settings module each needs.
+FLOORS = {
+    "floor: uvicorn + httpx only": (uvicorn("bench.floor:raw_application"), {}),
+    "floor: Django + login + owner check": (
+        uvicorn("playground.asgi:application"),
+        {"DJANGO_SETTINGS_MODULE": "bench.floor_settings"},
+    ),
+}
 
 
 def main() -> None:
@@ -297,6 +318,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64, 256])
     parser.add_argument("--servers", nargs="+", default=list(SERVERS), choices=list(SERVERS))
     parser.add_argument("--write", type=Path, help="replace the table in this Markdown file")
+    parser.add_argument(
+        "--floors", action="store_true", help="also measure the relays of bench/floor.py"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="playground-bench-"))
@@ -329,15 +353,19 @@ def main() -> None:
                 steady.row("direct, steady", concurrency),
             ]
             print(format_row(rows[-2]), "\n" + format_row(rows[-1]), flush=True)
-        for server in args.servers:
+        servers = [(name, SERVERS[name], {}) for name in args.servers]
+        if args.floors:
+            servers += [(name, command, extra) for name, (command, extra) in FLOORS.items()]
+        for server, command, extra_env in servers:
             port = free_port()
             process = subprocess.Popen(
-                SERVERS[server](port), cwd=ROOT, env=env, stderr=subprocess.DEVNULL
+                command(port), cwd=ROOT, env={**env, **extra_env}, stderr=subprocess.DEVNULL
             )
             try:
                 wait_for_port(port)
                 for concurrency in args.concurrency:
-                    rows += measure_app(server, port, users, concurrency, env, checks)
+                    stores = server in SERVERS
+                    rows += measure_app(server, port, users, concurrency, env, checks, stores)
             finally:
                 process.terminate()
                 process.wait(timeout=30)
@@ -361,7 +389,7 @@ def format_row(row: dict) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
     direct = {
-        (row["streams"], row["target"].split(", ")[1]): row
+        (row["streams"], row["target"].rsplit(", ", 1)[1]): row
         for row in rows
         if row["target"].startswith("direct")
     }
@@ -371,7 +399,7 @@ def markdown_table(rows: list[dict]) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
-        base = direct[(row["streams"], row["target"].split(", ")[1])]
+        base = direct[(row["streams"], row["target"].rsplit(", ", 1)[1])]
         added = row["p50"] - base["p50"]
         ratio = row["p95"] / base["p95"] if base["p95"] else float("nan")
         lines.append(
