@@ -32,7 +32,10 @@ async def relay():
     """The upstream's content chunks as `delta` events, then `done`."""
     global _client
     if _client is None:
-        _client = httpx.AsyncClient(timeout=60)
+        # The pool as chat/client.py sets it: httpx's default of 100 connections would
+        # queue streams beyond the 100th, a wait the app does not have.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+        _client = httpx.AsyncClient(timeout=60, limits=limits)
     url = os.environ["UPSTREAM_BASE_URL"] + "/chat/completions"
     request = _client.build_request(
         "POST", url, content=BODY, headers={"Content-Type": "application/json"}
