@@ -86,7 +86,9 @@ def test_the_inspector_lists_every_event_with_its_time(alice_client, conversatio
     events = read_all(start_stream(alice_client, conversation))
 
     call = ApiCall.objects.get()
-    rows = re.findall(r"<tr><td>\+(\d+) ms</td><td><code>(.*?)</code></td></tr>", events[-1][1]["html"])
+    rows = re.findall(
+        r"<tr><td>\+(\d+) ms</td><td><code>(.*?)</code></td></tr>", events[-1][1]["html"]
+    )
     assert len(rows) == len(call.stream_events) > 3
     assert [int(at) for at, _ in rows] == [event["at_ms"] for event in call.stream_events]
     # Escaped as received: the JSON's quotes are entities, and the last event is [DONE].
