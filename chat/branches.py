@@ -156,21 +156,17 @@ def reply_regenerate_start(
     # Regenerate posts the chat form's token; stored as it is, it would block the Send that
     # reuses it when a regeneration's stream broke before the page got a fresh one.
     idempotency_key = REGENERATE_KEY_PREFIX + idempotency_key
-    existing = _regenerated_for_key(conversation, idempotency_key)
-    if existing is not None:
-        return existing, False
-    services.messages_check_room(conversation=conversation, adding=1)
-    limits.upstream_calls_take(user_id=conversation.owner_id)
     try:
+        # As a send: a used key is found by its unique constraint, and counts no call.
         with transaction.atomic():
-            services.conversation_update_parameters(
-                conversation=conversation, parameters=parameters
-            )
             new_reply = services.reply_placeholder(
                 conversation=conversation, parent=reply.parent, idempotency_key=idempotency_key
             )
+            services.messages_check_room(conversation=conversation, adding=0)
+            limits.upstream_calls_take(user_id=conversation.owner_id)
+            services.parameters_set(target=conversation, parameters=parameters)
             conversation.current_leaf = new_reply
-            conversation.save(update_fields=["current_leaf", "updated"])
+            conversation.save(update_fields=["current_leaf", "updated", *services.PANEL_FIELDS])
     except IntegrityError:
         existing = _regenerated_for_key(conversation, idempotency_key)
         if existing is None:

@@ -72,13 +72,14 @@ def conversation_delete(*, conversation: Conversation) -> None:
 
 def conversation_update_parameters(*, conversation: Conversation, parameters: dict) -> None:
     """Save the parameter panel with the conversation (keys: ParametersForm's fields)."""
-    _panel_set(conversation, parameters)
+    parameters_set(target=conversation, parameters=parameters)
     conversation.save()
 
 
-def _panel_set(conversation: Conversation, parameters: dict) -> None:
+def parameters_set(*, target: Any, parameters: dict) -> None:
+    """The panel's values from its cleaned data onto `target`, unsaved (fields: PANEL_FIELDS)."""
     for name in PANEL_FIELDS:
-        setattr(conversation, name, parameters[name])
+        setattr(target, name, parameters[name])
 
 
 def conversation_path(*, conversation: Conversation) -> list[Message]:
@@ -199,7 +200,7 @@ def exchange_start(
             limits.upstream_calls_take(user_id=conversation.owner_id)
             saved = ["current_leaf", "title", "updated"]
             if parameters is not None:
-                _panel_set(conversation, parameters)
+                parameters_set(target=conversation, parameters=parameters)
                 saved += PANEL_FIELDS
             if conversation.title == Conversation._meta.get_field("title").default:
                 conversation.title = title_from(content)

@@ -86,6 +86,22 @@ def test_a_resubmitted_form_does_not_count_twice(limit_of_two, alice_client, con
     assert send(alice_client, conversation, "second call").status_code == 302
 
 
+def test_a_resubmitted_regenerate_does_not_count_twice(
+    limit_of_two, alice_client, conversation, upstream
+):
+    send(alice_client, conversation, "one")
+    reply = Message.objects.get(role="assistant")
+    regenerate = reverse("reply_regenerate", args=[conversation.public_id, reply.public_id])
+    data = form_data("")
+    alice_client.post(regenerate, data)
+    resubmitted = alice_client.post(regenerate, data)  # the same key: that reply, no new call
+
+    assert resubmitted.status_code == 302
+    assert Message.objects.filter(role="assistant").count() == 2
+    assert len(upstream.chat_requests()) == 2
+    assert send(alice_client, conversation, "third call").status_code == 400  # 2 a minute
+
+
 def test_zero_turns_the_limit_off(settings, alice_client, conversation):
     settings.UPSTREAM_CALLS_PER_MINUTE = 0
 
