@@ -55,7 +55,7 @@ def conversation_create(*, owner: Any) -> Conversation:
     return conversation
 
 
-def parameters_copy(*, source: Any, target: Any) -> None:
+def parameters_copy(*, source: PanelParameters, target: PanelParameters) -> None:
     """The panel's values (model, system prompt, parameters) from one holder to another."""
     for name in PANEL_FIELDS:
         setattr(target, name, getattr(source, name))
@@ -76,7 +76,7 @@ def conversation_update_parameters(*, conversation: Conversation, parameters: di
     conversation.save()
 
 
-def parameters_set(*, target: Any, parameters: dict) -> None:
+def parameters_set(*, target: PanelParameters, parameters: dict) -> None:
     """The panel's values from its cleaned data onto `target`, unsaved (fields: PANEL_FIELDS)."""
     for name in PANEL_FIELDS:
         setattr(target, name, parameters[name])

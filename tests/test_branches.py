@@ -122,6 +122,19 @@ def test_a_send_reusing_a_regenerations_token_still_sends(conversation, upstream
     assert len(upstream.chat_requests()) == 3
 
 
+def test_it_refuses_to_regenerate_at_the_message_limit(conversation, upstream, settings):
+    settings.MAX_MESSAGES_PER_CONVERSATION = 2
+    first = say(conversation, "Hello")
+
+    with pytest.raises(ValidationError, match="reached 2 messages"):
+        regenerate(conversation, first, "over-the-limit", temperature=0.5)
+
+    conversation.refresh_from_db()
+    assert Message.objects.count() == 2  # no pending reply left behind
+    assert conversation.current_leaf_id == first.pk and conversation.temperature is None
+    assert len(upstream.chat_requests()) == 1
+
+
 def test_it_refuses_to_regenerate_a_user_message(conversation):
     reply = say(conversation, "Hello")
 

@@ -21,6 +21,8 @@ def stream_event_rows(events: list[dict]) -> SafeString:
     Built here rather than by a {% for %} loop: the template engine's work per
     variable made that loop nearly half of rendering a finished reply (1.2 of
     2.7 ms for a short reply's 58 events), and every stream ends with that render.
+    Django's format_html_join would do the same at three times the cost (0.8 ms
+    against 0.26 ms), so each event's data is escaped here instead.
     """
     rows = (
         f"<tr><td>+{int(event['at_ms'])} ms</td><td><code>{escape(event['data'])}</code></td></tr>"
