@@ -1,10 +1,12 @@
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "playground.settings")
-application = get_asgi_application()
+django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application does
 
-from playground.startup import warm_up  # noqa: E402 - needs the apps loaded above
+from playground.handlers import OneHopASGIHandler  # noqa: E402 - needs the apps loaded above
+from playground.startup import warm_up  # noqa: E402
 
+application = OneHopASGIHandler()
 warm_up()

@@ -1,8 +1,10 @@
 """Small helpers shared by the tests (the fixtures live in conftest.py)."""
 
+import asyncio
 import json
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from django.test import Client
 from django.urls import reverse
@@ -61,3 +63,12 @@ def start_with_room_in_the_minute(seconds: float = 5) -> None:
 def sent_bodies(server) -> list[dict]:
     """The JSON bodies the demo upstream received for chat completions."""
     return [json.loads(recorded.body) for recorded in server.chat_requests()]
+
+
+def on_event_loop(scenario):
+    """Run `scenario()` (a coroutine function) on a fresh event loop in its own thread.
+
+    Its own thread, because Playwright's sync API may keep a loop running in this one.
+    """
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        return executor.submit(asyncio.run, scenario()).result()

@@ -10,31 +10,21 @@ import asyncio
 import json
 import time
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.core.asgi import get_asgi_application
 from django.db import connections
 from django.test import Client
 from django.urls import reverse
 
 from chat import database_thread
 from chat.models import ApiCall, Message
-from tests.helpers import form_data
+from playground.handlers import OneHopASGIHandler
+from tests.helpers import form_data, on_event_loop
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CSRF_TOKEN = "c" * 32
-
-
-def on_event_loop(scenario):
-    """Run `scenario()` (a coroutine function) on a fresh event loop in its own thread.
-
-    Its own thread, because Playwright's sync API may keep a loop running in this one.
-    """
-    with ThreadPoolExecutor(max_workers=1) as executor:
-        return executor.submit(asyncio.run, scenario()).result()
 
 
 @pytest.fixture(autouse=True)
@@ -94,7 +84,7 @@ class Browser:
         self._buffer = b""
 
     async def run(self) -> None:
-        await get_asgi_application()(self.scope, self._receive, self._send)
+        await OneHopASGIHandler()(self.scope, self._receive, self._send)
 
     def hang_up(self) -> None:
         self._gone.set()
