@@ -24,7 +24,8 @@ def test_the_middleware_chain_and_the_view_run_in_one_thread_hop(caplog):
 @override_settings(WHITENOISE_USE_FINDERS=True)
 def test_a_static_file_is_served_whole_under_asgi_without_a_warning():
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # Django warns when it must read a sync file iterator
+        # Django warns when it must read a sync file iterator under ASGI.
+        warnings.filterwarnings("error", message="StreamingHttpResponse must consume")
         response = on_event_loop(lambda: AsyncClient().get("/static/css/app.css"))
     assert response.status_code == 200
     assert not response.streaming
