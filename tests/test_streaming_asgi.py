@@ -1,7 +1,7 @@
 """Streamed replies under an ASGI server (the production setup): the same promises as WSGI.
 
-These drive Django's real ASGI application, with the request, its body and the
-browser hanging up delivered as ASGI messages, so the async view path, the async
+These drive the ASGI handler production serves (playground/handlers.py), with the
+request, its body and the browser hanging up delivered as ASGI messages, so the async view path, the async
 upstream client and the database thread are exercised as a server runs them.
 The database thread has its own connection, hence real transactions here.
 """
