@@ -18,10 +18,12 @@ import os
 
 import httpx
 
+from bench.streaming_ttft import PROMPT
+
 BODY = json.dumps(
     {
         "model": "demo/echo",
-        "messages": [{"role": "user", "content": "Explain time to first token in one paragraph."}],
+        "messages": [{"role": "user", "content": PROMPT}],  # the demo echoes it: same length
         "stream": True,
     }
 ).encode()

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from . import limits, services
+from . import services
 from .models import Conversation, Message
 
 REGENERATE_KEY_PREFIX = "r:"
@@ -157,16 +157,13 @@ def reply_regenerate_start(
     # reuses it when a regeneration's stream broke before the page got a fresh one.
     idempotency_key = REGENERATE_KEY_PREFIX + idempotency_key
     try:
-        # As a send: a used key is found by its unique constraint, and counts no call.
         with transaction.atomic():
             new_reply = services.reply_placeholder(
                 conversation=conversation, parent=reply.parent, idempotency_key=idempotency_key
             )
-            services.messages_check_room(conversation=conversation, adding=0)
-            limits.upstream_calls_take(user_id=conversation.owner_id)
-            services.parameters_set(target=conversation, parameters=parameters)
-            conversation.current_leaf = new_reply
-            conversation.save(update_fields=["current_leaf", "updated", *services.PANEL_FIELDS])
+            services.generation_commit(
+                conversation=conversation, leaf=new_reply, parameters=parameters
+            )
     except IntegrityError:
         existing = _regenerated_for_key(conversation, idempotency_key)
         if existing is None:

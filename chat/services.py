@@ -196,16 +196,13 @@ def exchange_start(
                 raw_request=raw_request,
             )
             reply = reply_placeholder(conversation=conversation, parent=user_message)
-            messages_check_room(conversation=conversation, adding=0)
-            limits.upstream_calls_take(user_id=conversation.owner_id)
-            saved = ["current_leaf", "title", "updated"]
-            if parameters is not None:
-                parameters_set(target=conversation, parameters=parameters)
-                saved += PANEL_FIELDS
-            if conversation.title == Conversation._meta.get_field("title").default:
-                conversation.title = title_from(content)
-            conversation.current_leaf = reply
-            conversation.save(update_fields=saved)
+            untitled = conversation.title == Conversation._meta.get_field("title").default
+            generation_commit(
+                conversation=conversation,
+                leaf=reply,
+                parameters=parameters,
+                title=title_from(content) if untitled else None,
+            )
     except IntegrityError:
         # This key was used: by an earlier submit, or a concurrent one that won the race.
         existing = _reply_for_key(conversation, idempotency_key)
@@ -213,6 +210,32 @@ def exchange_start(
             raise ValidationError(KEY_REUSED) from None
         return existing, False
     return reply, True
+
+
+def generation_commit(
+    *,
+    conversation: Conversation,
+    leaf: Message,
+    parameters: dict | None,
+    title: str | None = None,
+) -> None:
+    """After a generation's rows are inserted, in their transaction: check, then move the leaf.
+
+    The checks come after the inserts so that a used idempotency key (its insert
+    fails first) counts no call. Saves the panel's `parameters` (cleaned data)
+    and a new `title` with the leaf, in the conversation's one update.
+    """
+    messages_check_room(conversation=conversation, adding=0)
+    limits.upstream_calls_take(user_id=conversation.owner_id)
+    saved = ["current_leaf", "updated"]
+    if parameters is not None:
+        parameters_set(target=conversation, parameters=parameters)
+        saved += PANEL_FIELDS
+    if title is not None:
+        conversation.title = title
+        saved.append("title")
+    conversation.current_leaf = leaf
+    conversation.save(update_fields=saved)
 
 
 def messages_check_room(*, conversation: Conversation, adding: int) -> None:

@@ -21,6 +21,13 @@ def test_the_middleware_chain_and_the_view_run_in_one_thread_hop(caplog):
     assert not [r.message for r in caplog.records if "adapted" in r.message]
 
 
+def test_production_serves_through_the_one_hop_handler():
+    # The tests above build the handler themselves; `make serve` runs playground.asgi.
+    from playground.asgi import application
+
+    assert isinstance(application, OneHopASGIHandler)
+
+
 @override_settings(WHITENOISE_USE_FINDERS=True)
 def test_a_static_file_is_served_whole_under_asgi_without_a_warning():
     with warnings.catch_warnings():

@@ -80,6 +80,8 @@ def test_it_records_the_stream_for_the_inspector(alice_client, conversation, ups
     assert call.completion_tokens and call.prompt_tokens and call.reasoning_tokens
     assert call.usd_spent is not None
     assert call.request_body.encode() == upstream.chat_requests()[0].body
+    page = alice_client.get(reverse("call_detail", args=[call.public_id])).content.decode()
+    assert "server-sent events, as received" in page and "Assembled response" in page
 
 
 def test_the_inspector_lists_every_event_with_its_time(alice_client, conversation, upstream):
@@ -94,8 +96,6 @@ def test_the_inspector_lists_every_event_with_its_time(alice_client, conversatio
     # Escaped as received: the JSON's quotes are entities, and the last event is [DONE].
     assert rows[0][1] == html.escape(call.stream_events[0]["data"])
     assert rows[-1][1] == "[DONE]"
-    page = alice_client.get(reverse("call_detail", args=[call.public_id])).content.decode()
-    assert "server-sent events, as received" in page and "Assembled response" in page
 
 
 def test_a_stream_closed_after_a_finish_reason_without_done_is_complete(alice_client, conversation):
