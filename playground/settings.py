@@ -68,10 +68,13 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 # 0: under ASGI every request runs in a thread of its own, so a connection kept for
-# the next request would never be reused (chat/database_thread.py keeps its own).
+# the next request would never be reused (SQLite's are pooled instead, below;
+# chat/database_thread.py keeps its own).
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's backend, with closed connections kept for the next request's thread.
+    DATABASES["default"]["ENGINE"] = "playground.sqlite_pool"
     # WAL lets readers work while a reply is being written; IMMEDIATE transactions
     # and a busy timeout turn "database is locked" into a short wait.
     DATABASES["default"]["OPTIONS"] = {
