@@ -141,11 +141,6 @@ class Message(models.Model):
         return f"{self.role}: {self.content[:60]}"
 
     @property
-    def is_usable_context(self) -> bool:
-        """Failed and unfinished replies have no text worth sending back to the model."""
-        return self.status not in {self.Status.FAILED, self.Status.PENDING}
-
-    @property
     def can_retry(self) -> bool:
         return self.role == self.Role.ASSISTANT and self.status in {
             self.Status.FAILED,

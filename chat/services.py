@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from . import client, database_thread, limits
@@ -114,6 +114,39 @@ def _path_ids(conversation: Conversation, leaf_id: int | None) -> list[int]:
 def _messages_in_order(ids: list[int]) -> list[Message]:
     by_id = Message.objects.in_bulk(ids)
     return [by_id[message_id] for message_id in ids]
+
+
+# The role and content of the messages from the root to a leaf, walked up the
+# parent links in the database. Failed and unfinished replies have no text worth
+# sending back to the model.
+_PATH_CONTEXT_SQL = """
+WITH RECURSIVE path (id, depth) AS (
+    SELECT id, 0 FROM chat_message WHERE id = %s AND conversation_id = %s
+    UNION ALL
+    SELECT parent.parent_id, path.depth + 1
+    FROM chat_message parent JOIN path ON parent.id = path.id
+    WHERE parent.parent_id IS NOT NULL
+)
+SELECT message.role, message.content
+FROM chat_message message JOIN path ON message.id = path.id
+WHERE message.status NOT IN (%s, %s)
+ORDER BY path.depth DESC
+"""
+
+
+def _path_context(conversation: Conversation, leaf_id: int | None) -> list[dict[str, str]]:
+    """The conversation up to `leaf_id` as the request body's messages.
+
+    One recursive query, in SQL because the ORM has no recursive queries: it
+    runs before every call, and message_path's two ORM queries took 1.0 ms
+    here against 0.05 ms for this one (docs/performance.md).
+    """
+    if leaf_id is None:
+        return []
+    unusable = [Message.Status.FAILED.value, Message.Status.PENDING.value]
+    with connection.cursor() as cursor:
+        cursor.execute(_PATH_CONTEXT_SQL, [leaf_id, conversation.pk, *unusable])
+        return [{"role": role, "content": content} for role, content in cursor.fetchall()]
 
 
 # --- Sending and replies -----------------------------------------------------
@@ -689,9 +722,7 @@ def build_payload(
     messages = []
     if parameters.system_prompt:
         messages.append({"role": "system", "content": parameters.system_prompt})
-    for message in message_path(conversation=conversation, leaf_id=leaf_id):
-        if message.is_usable_context:
-            messages.append({"role": message.role, "content": message.content})
+    messages += _path_context(conversation, leaf_id)
     payload: dict[str, Any] = {"model": parameters.model, "messages": messages}
     for name in ("temperature", "top_p", "max_tokens"):
         value = getattr(parameters, name)
