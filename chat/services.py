@@ -401,7 +401,8 @@ def reply_stream(*, reply: Message) -> Iterator[StreamUpdate]:
     while the upstream stalls). The reply is saved about once a second and once
     more however the stream ends: complete, stopped, interrupted or failed.
     Retries (429, 5xx, refused) happen only before the stream opens, that is,
-    before any token reached the browser.
+    before any token reached the browser. A streamed reply is always a new one
+    (Retry after a failure uses the form path), so its calls count from 1.
 
     For a threaded server (WSGI); `reply_stream_async` is the same on an event loop.
     """
@@ -419,8 +420,8 @@ def reply_stream_async(*, reply: Message) -> AsyncIterator[StreamUpdate]:
     first call at once; the returned iterator runs on the event loop, and does
     its database work on the process's database thread (chat/database_thread.py).
     """
-    payload, attempt = _stream_prepare(reply)
-    first_call = _call_record(reply, payload, attempt + 1)
+    payload = _stream_payload(reply)
+    first_call = _call_record(reply, payload, attempt=1)
     return _reply_stream_async(reply, payload, first_call)
 
 
@@ -452,11 +453,6 @@ async def _reply_stream_async(
             yield update
 
 
-def _stream_prepare(reply: Message) -> tuple[dict[str, Any], int]:
-    """The request body, and how many attempts came before (a manual retry continues)."""
-    return _stream_payload(reply), reply.calls.count()
-
-
 def _stream_payload(reply: Message) -> dict[str, Any]:
     return {**_payload_for(reply), "stream": True}
 
@@ -465,10 +461,8 @@ def _stream_open(
     reply: Message, payload: dict[str, Any]
 ) -> Generator[StreamUpdate, None, tuple[ApiCall, client.ChatStream] | None]:
     """Open the stream, retrying transient failures; None when it could not be opened."""
-    attempt = reply.calls.count()
     for retry in range(settings.UPSTREAM_MAX_RETRIES + 1):
-        attempt += 1
-        call = _call_record(reply, payload, attempt)
+        call = _call_record(reply, payload, attempt=retry + 1)
         try:
             return call.record, client.open_chat_stream(call.prepared)
         except client.UpstreamError as error:
