@@ -205,7 +205,7 @@ def message_edit_start(
         raise ValidationError("Only your own messages can be edited.")
     return services.exchange_start(
         conversation=conversation,
-        parent=original.parent,
+        parent_id=original.parent_id,
         content=content,
         idempotency_key=idempotency_key,
         parameters=None,

@@ -192,7 +192,7 @@ def message_start(
     """
     return exchange_start(
         conversation=conversation,
-        parent=conversation.current_leaf,
+        parent_id=conversation.current_leaf_id,
         content=content,
         idempotency_key=idempotency_key,
         parameters=parameters,
@@ -203,26 +203,27 @@ def message_start(
 def exchange_start(
     *,
     conversation: Conversation,
-    parent: Message | None,
+    parent_id: int | None,
     content: str,
     idempotency_key: str,
     parameters: dict | None,
     raw_request: dict | None = None,
 ) -> tuple[Message, bool]:
-    """A user message under `parent` and its pending reply, which becomes the current leaf.
+    """A user message under the message `parent_id` and its pending reply, the new current leaf.
 
     Sending continues from the current leaf; editing starts a sibling of the
     edited message. `parameters` (the panel's cleaned data) are saved with them
     when given. Returns (reply, created) as message_start does.
 
     A used idempotency key is found by the unique constraint, not by a query
-    before: the insert fails, nothing is kept, and no call is counted.
+    before: the insert fails, nothing is kept, and no call is counted. The parent
+    goes in by its id: loading it would be one more query before a streamed call.
     """
     try:
         with transaction.atomic():
             user_message = Message.objects.create(
                 conversation=conversation,
-                parent=parent,
+                parent_id=parent_id,
                 role=Message.Role.USER,
                 content=content,
                 idempotency_key=idempotency_key,
