@@ -276,15 +276,20 @@ def _done_event(
 ) -> bytes:
     reply.refresh_from_db()
     conversation.refresh_from_db(fields=["title"])
-    return _sse(
-        "done",
-        {
-            "status": reply.status,
-            "title": conversation.title,
-            "html": _message_html(request, conversation, reply, in_compare=in_compare),
-            "next_idempotency_key": uuid.uuid4().hex,
-        },
-    )
+    data = {
+        "status": reply.status,
+        "title": conversation.title,
+        "html": _message_html(request, conversation, reply, in_compare=in_compare),
+        "next_idempotency_key": uuid.uuid4().hex,
+    }
+    if not in_compare:  # the conversation page's header counts this call too now
+        data["totals_html"] = _totals_html(conversation)
+    return _sse("done", data)
+
+
+def _totals_html(conversation: Conversation) -> str:
+    totals = usage.conversation_totals(conversation=conversation)
+    return render_to_string("chat/_conversation_totals.html", {"totals": totals})
 
 
 def _start_event(

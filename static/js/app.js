@@ -144,6 +144,8 @@ class ChatStreamer {
       this.replyNode = replaceHtml(this.replyNode, data.html);
       document.querySelector(".chat-header h1").textContent = data.title;
       document.title = `${data.title} · Playground`;
+      const totals = document.getElementById("conversation-totals");
+      if (totals && data.totals_html) replaceHtml(totals, data.totals_html);
       this.form.querySelector("input[name=idempotency_key]").value = data.next_idempotency_key;
       this.setBusy(false);
     }

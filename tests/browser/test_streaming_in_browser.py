@@ -295,6 +295,30 @@ def test_send_after_a_streamed_reply_continues_the_conversation(logged_in_page, 
     expect_demo_reply(page, "Second question", answer=reply(page).nth(1))
 
 
+def test_the_header_totals_count_each_streamed_reply_without_a_reload(
+    logged_in_page, demo_upstream
+):
+    page = logged_in_page
+    new_conversation(page)
+    set_model(page, DEMO_MODEL)
+    totals = page.locator("#conversation-totals")
+    expect(totals).to_be_hidden()  # no call yet
+
+    for question in ("First question", "Second question"):
+        message_box(page).fill(question)
+        send_button(page).click()
+        expect_ready_for_the_next_message(page)
+
+    calls = ApiCall.objects.all()
+    prompt, completion = (
+        sum(getattr(call, f) for call in calls) for f in ("prompt_tokens", "completion_tokens")
+    )
+    expect(totals).to_contain_text(f"2 calls · {prompt} in, {completion} out")
+    shown = totals.inner_text()
+    page.reload()
+    expect(totals).to_have_text(shown)  # as a reload shows it
+
+
 def test_a_page_reloaded_mid_stream_shows_the_interruption_without_another_reload(
     logged_in_page, demo_upstream
 ):
