@@ -73,6 +73,16 @@ function replaceHtml(node, html) {
   return replacement;
 }
 
+// A `delta` event into the pending reply `node`: its text, never HTML.
+function showDelta(node, data) {
+  node.querySelector(".badge").textContent = "Streaming";  // no longer "Waiting for the model"
+  if (data.content) node.querySelector("[data-stream-content]").append(data.content);
+  if (data.reasoning) {
+    node.querySelector("details.reasoning").hidden = false;
+    node.querySelector("[data-stream-reasoning]").append(data.reasoning);
+  }
+}
+
 class ChatStreamer {
   constructor(form) {
     this.form = form;
@@ -135,15 +145,13 @@ class ChatStreamer {
       this.stop.hidden = false;
       this.replyNode.scrollIntoView({ block: "nearest" });
     } else if (event === "delta") {
-      this.append("[data-stream-content]", data.content);
-      if (data.reasoning) {
-        this.replyNode.querySelector("details.reasoning").hidden = false;
-        this.append("[data-stream-reasoning]", data.reasoning);
-      }
+      showDelta(this.replyNode, data);
     } else if (event === "done") {
       this.replyNode = replaceHtml(this.replyNode, data.html);
       document.querySelector(".chat-header h1").textContent = data.title;
       document.title = `${data.title} · Playground`;
+      const recent = document.querySelector(".sidebar li[aria-current] a");
+      if (recent) recent.textContent = data.title;
       const totals = document.getElementById("conversation-totals");
       if (totals && data.totals_html) replaceHtml(totals, data.totals_html);
       this.form.querySelector("input[name=idempotency_key]").value = data.next_idempotency_key;
@@ -159,11 +167,6 @@ class ChatStreamer {
     const nodes = [...this.list.children];
     const keep = anchor ? nodes.indexOf(anchor) + 1 : 0;
     nodes.slice(keep).forEach((node) => node.remove());
-  }
-
-  append(selector, text) {
-    if (!text) return;
-    this.replyNode.querySelector(selector).append(text);  // text, never HTML
   }
 
   async requestStop() {

@@ -81,11 +81,7 @@ async function streamColumn(column, token, stopUrlTemplate) {
         node = replaceHtml(node, data.html);
         column.querySelector("button.stop")?.remove();
       } else if (event === "delta") {
-        node.querySelector("[data-stream-content]").append(data.content);  // text, never HTML
-        if (data.reasoning) {
-          node.querySelector("details.reasoning").hidden = false;
-          node.querySelector("[data-stream-reasoning]").append(data.reasoning);
-        }
+        showDelta(node, data);
       }
     }
   } catch (error) {

@@ -117,6 +117,7 @@ def test_it_shows_the_reply_growing_while_it_streams(logged_in_page, demo_upstre
     expect(page.get_by_role("button", name="Sending…")).to_be_disabled()
     expect(stop_button(page)).to_be_visible()
     expect(answer.locator("[data-stream-content]")).not_to_be_empty()
+    expect(answer.locator(".badge")).to_have_text("Streaming")  # not "Waiting for the model"
     first = sample(answer)
     wait_until_text_grows_past(page, len(first.text))
     second = sample(answer)
@@ -134,6 +135,8 @@ def test_it_shows_the_reply_growing_while_it_streams(logged_in_page, demo_upstre
     expect(answer.locator("details.inspector")).to_contain_text("HTTP 200")
     expect(page.get_by_role("heading", level=1)).to_have_text("Stream to me, slowly")
     expect(page).to_have_title("Stream to me, slowly · Playground")
+    recent = page.get_by_role("navigation", name="Recent conversations")
+    expect(recent.locator("li[aria-current]")).to_have_text("Stream to me, slowly")
     expect_ready_for_the_next_message(page)
     assert page.url == url  # streamed into the page, no navigation
 
