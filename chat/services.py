@@ -500,6 +500,7 @@ class _Relay:
     """
 
     END = object()  # the stream ended normally
+    STOPPED = object()  # a checkpoint found Stop pressed (event-loop relay only)
 
     def __init__(self, reply: Message, call: ApiCall, stream: client.ChatStream) -> None:
         self.reply, self.call, self.stream = reply, call, stream
@@ -510,6 +511,8 @@ class _Relay:
         """The update for the browser (None: nothing to send); notes how the stream ended."""
         if end is self.END:
             self.outcome = (Message.Status.COMPLETE, None)
+        elif end is self.STOPPED:
+            self.stopped()
         elif isinstance(end, client.UpstreamError):
             self.outcome = (Message.Status.INTERRUPTED, end)
         if events:
@@ -562,22 +565,44 @@ async def _stream_relay_async(relay: _Relay) -> AsyncIterator[StreamUpdate]:
     assert isinstance(stream, client.AsyncChatStream)
     queue: asyncio.Queue = asyncio.Queue()
     reader = asyncio.create_task(_pump_async(stream, queue))
+    checkpoint: asyncio.Task | None = None
     try:
         while relay.outcome is None:
             update = relay.take(*await _drain_async(queue, timeout=PING_INTERVAL))
             if update is not None:
                 yield update
-            check_stop, save = relay.stop_check_due(), relay.save_due()
-            if (check_stop or save) and await database_thread.run(
-                database_thread.CHECKPOINT, _stream_checkpoint, relay, check_stop, save
-            ):
-                relay.stopped()
+            if checkpoint is None or checkpoint.done():
+                if checkpoint is not None:
+                    checkpoint.result()  # a failed save ends the relay, as a failed query would
+                checkpoint = _checkpoint_start(relay, queue)
     finally:
         # Runs also when the browser went away: the ASGI server cancels this task,
         # or the response is closed at a yield.
         reader.cancel()
         await stream.aclose()  # hangs up on the upstream at once
+        if checkpoint is not None:
+            await asyncio.wait([checkpoint])  # its partial save goes before the final one
         await database_thread.run(database_thread.FINISH, _stream_relay_finish, relay)
+
+
+def _checkpoint_start(relay: _Relay, queue: asyncio.Queue) -> asyncio.Task | None:
+    """Save the partial reply and/or look for Stop, if due, without holding up the relay.
+
+    Under load the database thread has a queue; awaiting it here would pause the
+    tokens of every stream behind it. One checkpoint at a time per stream: if
+    Stop was pressed, it wakes the relay through the event queue.
+    """
+    check_stop, save = relay.stop_check_due(), relay.save_due()
+    if not (check_stop or save):
+        return None
+
+    async def checkpoint() -> None:
+        if await database_thread.run(
+            database_thread.CHECKPOINT, _stream_checkpoint, relay, check_stop, save
+        ):
+            queue.put_nowait(_Relay.STOPPED)
+
+    return asyncio.create_task(checkpoint())
 
 
 def _stream_checkpoint(relay: _Relay, check_stop: bool, save: bool) -> bool:

@@ -8,6 +8,7 @@ The database thread has its own connection, hence real transactions here.
 
 import asyncio
 import json
+import threading
 import time
 import urllib.parse
 
@@ -277,6 +278,29 @@ def test_the_partial_text_is_saved_while_streaming(conversation, session_cookie)
     assert seen["reply"].status == Message.Status.PENDING
     assert seen["reply"].content
     assert seen["deltas"] > 3  # the text above was saved while more kept arriving
+
+
+def test_tokens_keep_arriving_while_the_database_thread_is_busy(conversation, session_cookie):
+    """Under load the database thread has a queue: a due save must not pause the relay."""
+    browser = stream(conversation, session_cookie, extra_params='{"demo_fault": "pace=0.05"}')
+    release, counts = threading.Event(), []
+
+    async def scenario():
+        task = asyncio.create_task(browser.run())
+        await browser.next_event("delta")
+        busy = asyncio.create_task(database_thread.run(database_thread.START, release.wait, 5))
+        for _ in range(2):  # a save and a Stop check fall due in the first second
+            await asyncio.sleep(0.8)
+            counts.append(len(browser.events))
+        release.set()
+        await busy
+        await task
+
+    on_event_loop(scenario)
+
+    assert counts[1] > counts[0] + 5  # about 16 more at one word per 0.05 s
+    reply = Message.objects.get(role="assistant")
+    assert reply.status == Message.Status.COMPLETE and reply.content == deltas(browser)
 
 
 def test_one_submit_starts_one_stream(conversation, session_cookie, upstream):
