@@ -14,9 +14,11 @@ reports p50/p95 time to first token and errors, two ways:
   the first round (the burst) is left out of these numbers.
 
 Through the app, a "first token" is the first `delta` event the browser would
-see, and "total" the time to the `done` event (the last byte, directly); every
-reply is then checked in the database (complete, with all its text). Servers
-compared on the same code: uvicorn (ASGI, the documented `make serve`) and
+see, "total" the time to the `done` event (the last byte, directly), and
+"longest pause" each stream's longest wait between two pieces of text (p95 over
+the streams: how much the text stutters under load); every reply is then
+checked in the database (complete, with all its text). Servers compared on the
+same code: uvicorn (ASGI, the documented `make serve`) and
 gunicorn gthread (threaded WSGI). `--floors` also measures two relays that store
 nothing (bench/floor.py): what the extra HTTP hop costs, and what Django's
 request handling with the login and owner checks costs, before any of our work.
@@ -50,6 +52,7 @@ ROUNDS = 4  # streams per client: one burst, then three back to back (20 for one
 class Result:
     ttft_ms: list[float] = field(default_factory=list)
     total_ms: list[float] = field(default_factory=list)
+    pause_ms: list[float] = field(default_factory=list)  # each stream's longest wait between tokens
     errors: list[str] = field(default_factory=list)
     sent: int = 0
 
@@ -61,8 +64,31 @@ class Result:
             "p95": percentile(self.ttft_ms, 95),
             "total_p50": percentile(self.total_ms, 50),
             "total_p95": percentile(self.total_ms, 95),
+            "pause_p95": percentile(self.pause_ms, 95),
             "errors": len(self.errors),
         }
+
+
+class Tokens:
+    """When a stream's text arrived: the first time, and the longest wait between two."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.last: float | None = None
+        self.longest_pause = 0.0
+
+    def arrived(self) -> None:
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = now
+        else:
+            self.longest_pause = max(self.longest_pause, now - self.last)
+        self.last = now
+
+    def record(self, started: float, result: Result) -> None:
+        result.ttft_ms.append((self.first - started) * 1000)
+        result.total_ms.append((time.perf_counter() - started) * 1000)
+        result.pause_ms.append(self.longest_pause * 1000)
 
 
 def percentile(values: list[float], percent: int) -> float:
@@ -153,19 +179,14 @@ def stream_direct(port: int, result: Result) -> None:
             "POST", "/v1/chat/completions", body, {"Content-Type": "application/json"}
         )
         response = connection.getresponse()
-        first = None
+        tokens = Tokens()
         for line in response:
-            if (
-                first is None
-                and line.startswith(b"data:")
-                and b'"content": "' in line
-                and b'"content": ""' not in line
-            ):
-                first = time.perf_counter()
-        if first is None:
+            text = line.startswith(b"data:") and b'"content": "' in line
+            if text and b'"content": ""' not in line:
+                tokens.arrived()
+        if tokens.first is None:
             raise RuntimeError("no content")
-        result.ttft_ms.append((first - started) * 1000)
-        result.total_ms.append((time.perf_counter() - started) * 1000)
+        tokens.record(started, result)
     except Exception as error:  # a benchmark counts every failure, whatever it is
         result.errors.append(repr(error))
     finally:
@@ -200,17 +221,16 @@ def stream_through_app(port: int, user: dict, result: Result) -> None:
         response = connection.getresponse()
         if response.status != 200:
             raise RuntimeError(f"HTTP {response.status}")
-        first = None
+        tokens = Tokens()
         events = []
         for line in response:
             if line.startswith(b"event: "):
                 events.append(line[7:].strip())
-                if first is None and events[-1] == b"delta":
-                    first = time.perf_counter()
-        if first is None or events[-1] != b"done":
+                if events[-1] == b"delta":
+                    tokens.arrived()
+        if tokens.first is None or events[-1] != b"done":
             raise RuntimeError(f"stream ended after {events[-1:]}")
-        result.ttft_ms.append((first - started) * 1000)
-        result.total_ms.append((time.perf_counter() - started) * 1000)
+        tokens.record(started, result)
     except Exception as error:  # a benchmark counts every failure, whatever it is
         result.errors.append(repr(error))
     finally:
@@ -395,8 +415,8 @@ def markdown_table(rows: list[dict]) -> str:
     }
     lines = [
         "| target, start | streams | TTFT p50 (ms) | TTFT p95 (ms) | p50 added (ms) "
-        "| p95 ratio | total p50 (ms) | total p95 (ms) | errors |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| p95 ratio | total p50 (ms) | total p95 (ms) | longest pause p95 (ms) | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         base = direct[(row["streams"], row["target"].rsplit(", ", 1)[1])]
@@ -405,7 +425,7 @@ def markdown_table(rows: list[dict]) -> str:
         lines.append(
             f"| {row['target']} | {row['streams']} | {row['p50']:.1f} | {row['p95']:.1f} | "
             f"{added:+.1f} | {ratio:.2f}× | {row['total_p50']:.0f} | {row['total_p95']:.0f} | "
-            f"{row['errors']} |"
+            f"{row['pause_p95']:.0f} | {row['errors']} |"
         )
     return "\n".join(lines)
 
