@@ -138,16 +138,18 @@ class ChatStreamer {
     if (event === "start") {
       document.getElementById("empty-conversation")?.remove();
       this.dropBranchAfter(data.after);
-      const nodes = insertHtml(this.list, data.html);
-      this.replyNode = nodes[nodes.length - 1];
+      this.followingWhile(() => {
+        const nodes = insertHtml(this.list, data.html);
+        this.replyNode = nodes[nodes.length - 1];
+      });
       this.replyId = data.reply_id;
       if (this.clearMessage) this.message.value = "";
       this.stop.hidden = false;
       this.replyNode.scrollIntoView({ block: "nearest" });
     } else if (event === "delta") {
-      showDelta(this.replyNode, data);
+      this.followingWhile(() => showDelta(this.replyNode, data));
     } else if (event === "done") {
-      this.replyNode = replaceHtml(this.replyNode, data.html);
+      this.followingWhile(() => { this.replyNode = replaceHtml(this.replyNode, data.html); });
       document.querySelector(".chat-header h1").textContent = data.title;
       document.title = `${data.title} · Playground`;
       const recent = document.querySelector(".sidebar li[aria-current] a");
@@ -157,6 +159,15 @@ class ChatStreamer {
       this.form.querySelector("input[name=idempotency_key]").value = data.next_idempotency_key;
       this.setBusy(false);
     }
+  }
+
+  // Runs `grow` (more of the reply); if the message box and Stop were in view before, they
+  // stay in view after: the page follows the reply unless the reader scrolled up.
+  followingWhile(grow) {
+    const composer = this.form.querySelector(".composer");
+    const following = composer.getBoundingClientRect().bottom <= window.innerHeight + 1;
+    grow();
+    if (following) composer.scrollIntoView({ block: "end" });
   }
 
   // The new messages start a branch after `after` (null: at the root): what the page shows

@@ -332,3 +332,19 @@ def test_a_page_reloaded_mid_stream_shows_the_interruption_without_another_reloa
     wait_for(lambda: the_reply().status == Message.Status.INTERRUPTED)
 
     expect(reply(page).locator(".badge")).to_have_text("Interrupted", timeout=2_000)
+
+
+def test_the_page_follows_a_long_reply_unless_the_reader_scrolls_up(logged_in_page, demo_upstream):
+    page = logged_in_page
+    page.set_viewport_size({"width": 1280, "height": 420})  # the reply outgrows the window
+    answer = start_slow_reply(page, "Follow me down", SLOW)
+
+    grown = len(sample(answer).text)
+    wait_until_text_grows_past(page, grown + 80)
+    expect(stop_button(page)).to_be_in_viewport()  # followed: Stop is still at hand
+
+    page.evaluate("window.scrollTo(0, 0)")  # the reader goes back up to read
+    wait_until_text_grows_past(page, grown + 160)
+    assert page.evaluate("window.scrollY") == 0  # not pulled back down
+    expect(answer.locator("strong", has_text="Demo reply")).to_be_visible(timeout=WHOLE_REPLY_MS)
+    assert page.evaluate("window.scrollY") == 0
