@@ -101,6 +101,7 @@ class ChatStreamer {
   // Streams what `form` posts to `url`: a message (the chat form), a regeneration (the chat
   // form, sent by a Regenerate button) or an edited message (that message's edit form).
   async submit(url, form, submitter, { clearMessage }) {
+    this.form.querySelectorAll(".stream-error").forEach((note) => note.remove());  // old news
     this.setBusy(true);
     this.activeForm = form;
     this.clearMessage = clearMessage;
@@ -127,11 +128,37 @@ class ChatStreamer {
       window.location.reload();
       return;
     }
+    let done = false;
     try {
-      for await (const { event, data } of serverSentEvents(response)) this.handle(event, data);
+      for await (const { event, data } of serverSentEvents(response)) {
+        this.handle(event, data);
+        if (event === "done") done = true;
+      }
     } catch (error) {
-      this.fail("The connection to the app was lost. Reload to see what was saved.");
+      // The connection broke: handled below, as a stream that ended without `done`.
     }
+    if (!done) await this.lost();
+  }
+
+  // The stream broke between the app and this page (the network, a sleeping laptop, a proxy,
+  // a restart). The app keeps what arrived and marks the reply when it notices: show that.
+  async lost() {
+    if (!this.replyNode) {
+      // Not started as far as this page knows: sending again with the same idempotency key
+      // either starts it or finds the reply the app already has.
+      return this.fail(
+        "The connection to the app was lost. Your message is still in the box; try again.");
+    }
+    this.fail("The connection to the app was lost. The reply above is as the app saved it.");
+    this.setBusy(true);  // until the reply is final: the next message must follow all of it
+    // This submit's key is used: the next message is a new submit.
+    this.form.querySelector("input[name=idempotency_key]").value = newIdempotencyKey();
+    try {
+      this.replyNode = await followReply(this.replyNode);
+    } catch (error) {
+      // The app is unreachable for now: the note above says so.
+    }
+    this.setBusy(false);
   }
 
   handle(event, data) {
@@ -194,9 +221,9 @@ class ChatStreamer {
   }
 
   fail(text) {
-    const target = this.replyNode || this.form.querySelector(".composer");
+    const target = this.form.querySelector(".composer");
     const note = document.createElement("p");
-    note.className = "error";
+    note.className = "error stream-error";
     note.setAttribute("role", "alert");
     note.textContent = text;
     target.append(note);
@@ -236,6 +263,12 @@ async function followReply(node) {
     node = replaceHtml(node, await response.text());
     if (!node.classList.contains("status-pending")) return node;
   }
+}
+
+// 32 hex digits, as the server's keys (crypto.randomUUID needs HTTPS; this does not).
+function newIdempotencyKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
 // Hands a submit the script took over back to the browser (with the button's formaction).

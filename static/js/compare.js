@@ -70,8 +70,10 @@ async function streamColumn(column, token, stopUrlTemplate) {
     node = await followReply(node);
     return columnEnded(column, node);
   }
+  let done = false;
   try {
     for await (const { event, data } of serverSentEvents(response)) {
+      if (event === "done") done = true;
       if (event === "start") {
         node = replaceHtml(node, data.html);
         const stopUrl = stopUrlTemplate.replace(
@@ -85,13 +87,21 @@ async function streamColumn(column, token, stopUrlTemplate) {
       }
     }
   } catch (error) {
+    // The connection broke: handled below, as a stream that ended without `done`.
+  }
+  if (!done) {
+    // The app keeps what arrived and marks the reply when it notices: show that here.
     const note = document.createElement("p");
     note.className = "error";
     note.setAttribute("role", "alert");
-    note.textContent = "The connection to the app was lost. Reload to see what was saved.";
+    note.textContent = "The connection to the app was lost. The reply is shown as the app saved it.";
     column.append(note);
     column.querySelector("button.stop")?.remove();
-    return;
+    try {
+      node = await followReply(node);
+    } catch (error) {
+      return;  // the app is unreachable for now: the note says so
+    }
   }
   columnEnded(column, node);
 }

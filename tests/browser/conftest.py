@@ -8,6 +8,8 @@ Every test here is marked ``browser``. Each one also fails when the page logs a 
 import contextlib
 import os
 import re
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -197,3 +199,63 @@ def logged_in_page(page, live_server, alice) -> Page:
 def logged_in_no_js_page(no_js_page, live_server, alice) -> Page:
     log_in(no_js_page, "alice", "alice-password-1")
     return no_js_page
+
+
+class CuttableProxy:
+    """A TCP relay to the live server whose connections the test can cut, as a network does.
+
+    The page is loaded through it; `cut()` closes every connection open at that moment
+    (the browser's and the server's ends), and later connections go through as before.
+    """
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                browser_side, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            server_side = socket.create_connection(self.target)
+            self.sockets += [browser_side, server_side]
+            for source, destination in ((browser_side, server_side), (server_side, browser_side)):
+                threading.Thread(target=self._pipe, args=(source, destination), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, destination: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                destination.sendall(data)
+        with contextlib.suppress(OSError):
+            destination.shutdown(socket.SHUT_WR)
+
+    def cut(self) -> None:
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self.sockets.clear()
+
+    def close(self) -> None:
+        self.listener.close()
+        self.cut()
+
+
+@pytest.fixture
+def cuttable_page(browser, browser_problems, live_server, alice) -> Iterator[Page]:
+    """Alice, logged in, on a page whose connections to the app go through a CuttableProxy."""
+    server = urlsplit(live_server.url)
+    proxy = CuttableProxy((server.hostname, server.port))
+    context = browser_problems.watch(browser.new_context(base_url=proxy.url))
+    page = context.new_page()
+    page.proxy = proxy
+    log_in(page, "alice", "alice-password-1")
+    yield page
+    context.close()
+    proxy.close()
+    wait_for_streams_to_end()

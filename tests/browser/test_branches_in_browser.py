@@ -222,3 +222,27 @@ def test_stop_ends_one_column_and_the_others_go_on(logged_in_page, demo_upstream
         Message.objects.filter(role="assistant").values_list("compare_column__model", "status")
     )
     assert statuses == {"demo/slow": "stopped", "demo/steady": "complete"}
+
+
+def test_a_lost_connection_leaves_each_column_as_the_app_saved_it(cuttable_page, demo_upstream):
+    page = cuttable_page
+    new_conversation(page)
+    page.get_by_role("link", name="Compare models…").click()
+    page.get_by_label("Prompt", exact=True).fill("Lose us both")
+    for number in (1, 2):
+        fill_column(page, number, f"demo/col{number}", '{"demo_fault": "pace=0.2"}')
+    page.get_by_role("button", name="Compare").click()
+    columns = [column_on_run_page(page, number) for number in (1, 2)]
+    for column in columns:
+        expect(column.locator("[data-stream-content]")).not_to_be_empty()
+
+    page.proxy.cut()  # the network drops while both stream
+
+    for column in columns:
+        lost = column.get_by_role("alert").filter(has_text="The connection to the app was lost")
+        expect(lost).to_be_visible()
+        expect(column.locator(".badge")).to_have_text("Interrupted")  # followed, no reload
+        expect(column.get_by_role("button", name="Retry")).to_be_visible()
+        expect(column.get_by_role("button", name="Stop")).to_have_count(0)
+    statuses = set(Message.objects.filter(role="assistant").values_list("status", flat=True))
+    assert statuses == {Message.Status.INTERRUPTED}

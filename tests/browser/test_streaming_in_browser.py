@@ -348,3 +348,28 @@ def test_the_page_follows_a_long_reply_unless_the_reader_scrolls_up(logged_in_pa
     assert page.evaluate("window.scrollY") == 0  # not pulled back down
     expect(answer.locator("strong", has_text="Demo reply")).to_be_visible(timeout=WHOLE_REPLY_MS)
     assert page.evaluate("window.scrollY") == 0
+
+
+def test_a_lost_connection_shows_what_was_saved_and_the_next_message_goes_through(
+    cuttable_page, demo_upstream
+):
+    page = cuttable_page
+    answer = start_slow_reply(page, "Lose me halfway", SLOWER)
+
+    page.proxy.cut()  # the network drops, mid-stream
+
+    expect(page.get_by_role("alert")).to_contain_text("The connection to the app was lost")
+    wait_for(lambda: the_reply().status == Message.Status.INTERRUPTED)
+    expect(answer.locator(".badge")).to_have_text("Interrupted")  # no reload needed
+    expect(answer.get_by_role("button", name="Retry")).to_be_visible()
+    assert the_reply().content.startswith("**Demo reply**")  # what arrived is kept...
+    expect(answer.locator("strong", has_text="Demo reply")).to_be_visible()  # ...and rendered
+
+    message_box(page).fill("Are you back?")  # a new submit, not the broken one again
+    send_button(page).click()
+    expect(messages(page)).to_have_count(4)
+    expect(page.locator("li.status-pending")).to_have_count(0, timeout=WHOLE_REPLY_MS)
+    expect_ready_for_the_next_message(page)
+    assert Message.objects.filter(content="Are you back?").exists()
+    replies = Message.objects.filter(role=Message.Role.ASSISTANT).order_by("created")
+    assert [r.status for r in replies] == [Message.Status.INTERRUPTED, Message.Status.COMPLETE]
