@@ -149,8 +149,9 @@ class ChatStreamer {
       return this.fail(
         "The connection to the app was lost. Your message is still in the box; try again.");
     }
-    this.fail("The connection to the app was lost. The reply above is as the app saved it.");
-    this.setBusy(true);  // until the reply is final: the next message must follow all of it
+    // Still busy until the reply is final: the next message must follow all of it.
+    this.note("The connection to the app was lost. The reply above is as the app saved it.");
+    this.stop.hidden = true;
     // This submit's key is used: the next message is a new submit.
     this.form.querySelector("input[name=idempotency_key]").value = newIdempotencyKey();
     try {
@@ -221,13 +222,16 @@ class ChatStreamer {
   }
 
   fail(text) {
-    const target = this.form.querySelector(".composer");
+    this.note(text);
+    this.setBusy(false);
+  }
+
+  note(text) {
     const note = document.createElement("p");
     note.className = "error stream-error";
     note.setAttribute("role", "alert");
     note.textContent = text;
-    target.append(note);
-    this.setBusy(false);
+    this.form.querySelector(".composer").append(note);
   }
 
   setBusy(busy) {
