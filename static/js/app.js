@@ -140,8 +140,7 @@ class ChatStreamer {
     if (!done) await this.lost();
   }
 
-  // The stream broke between the app and this page (the network, a sleeping laptop, a proxy,
-  // a restart). The app keeps what arrived and marks the reply when it notices: show that.
+  // The stream ended without `done` (see followLostReply).
   async lost() {
     if (!this.replyNode) {
       // Not started as far as this page knows: sending again with the same idempotency key
@@ -150,15 +149,11 @@ class ChatStreamer {
         "The connection to the app was lost. Your message is still in the box; try again.");
     }
     // Still busy until the reply is final: the next message must follow all of it.
-    this.note("The connection to the app was lost. The reply above is as the app saved it.");
     this.stop.hidden = true;
     // This submit's key is used: the next message is a new submit.
     this.form.querySelector("input[name=idempotency_key]").value = newIdempotencyKey();
-    try {
-      this.replyNode = await followReply(this.replyNode);
-    } catch (error) {
-      // The app is unreachable for now: the note above says so.
-    }
+    this.replyNode = await followLostReply(this.replyNode, this.form.querySelector(".composer"),
+      "The connection to the app was lost. The reply above is as the app saved it.");
     this.setBusy(false);
   }
 
@@ -222,16 +217,8 @@ class ChatStreamer {
   }
 
   fail(text) {
-    this.note(text);
+    this.form.querySelector(".composer").append(streamError(text));
     this.setBusy(false);
-  }
-
-  note(text) {
-    const note = document.createElement("p");
-    note.className = "error stream-error";
-    note.setAttribute("role", "alert");
-    note.textContent = text;
-    this.form.querySelector(".composer").append(note);
   }
 
   setBusy(busy) {
@@ -267,6 +254,26 @@ async function followReply(node) {
     node = replaceHtml(node, await response.text());
     if (!node.classList.contains("status-pending")) return node;
   }
+}
+
+// The stream broke between the app and this page (the network, a sleeping laptop, a proxy,
+// a restart). The app keeps what arrived and marks the reply when it notices: say so in
+// `container`, then follow the reply `node` to what was saved. Resolves with its node.
+async function followLostReply(node, container, text) {
+  container.append(streamError(text));
+  try {
+    return await followReply(node);
+  } catch (error) {
+    return node;  // the app is unreachable for now: the note says so
+  }
+}
+
+function streamError(text) {
+  const note = document.createElement("p");
+  note.className = "error stream-error";
+  note.setAttribute("role", "alert");
+  note.textContent = text;
+  return note;
 }
 
 // 32 hex digits, as the server's keys (crypto.randomUUID needs HTTPS; this does not).

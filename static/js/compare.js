@@ -1,7 +1,7 @@
 // Compare runs, enhanced: every column streams over its own request, side by side.
 // Without this file the form's POST generates every column (concurrently, on the server)
 // and the run page shows them when all have ended. Uses app.js's serverSentEvents,
-// replaceHtml, followReply and submitPlainly.
+// replaceHtml, showDelta, followReply, followLostReply and submitPlainly.
 "use strict";
 
 function setUpCompareForm() {
@@ -90,20 +90,11 @@ async function streamColumn(column, token, stopUrlTemplate) {
     // The connection broke: handled below, as a stream that ended without `done`.
   }
   if (!done) {
-    // The app keeps what arrived and marks the reply when it notices: show that here.
-    const note = document.createElement("p");
-    note.className = "error";
-    note.setAttribute("role", "alert");
-    note.textContent = "The connection to the app was lost. The reply is shown as the app saved it.";
-    column.append(note);
     column.querySelector("button.stop")?.remove();
-    try {
-      node = await followReply(node);
-    } catch (error) {
-      return;  // the app is unreachable for now: the note says so
-    }
+    node = await followLostReply(node, column,
+      "The connection to the app was lost. The reply is shown as the app saved it.");
   }
-  columnEnded(column, node);
+  columnEnded(column, node);  // a reply still pending (the app unreachable) ends nothing
 }
 
 // Stops this column only; the stream then ends with the stopped reply, as Send's Stop does.
