@@ -274,7 +274,7 @@ async def _reply_events_async(
 def _done_event(
     request: HttpRequest, conversation: Conversation, reply: Message, in_compare: bool
 ) -> bytes:
-    reply.refresh_from_db()
+    # `reply` is the instance the stream saved its end to; the title may have been renamed.
     conversation.refresh_from_db(fields=["title"])
     data = {
         "status": reply.status,
@@ -299,7 +299,8 @@ def _start_event(
     new: list[Message],
     in_compare: bool,
 ) -> bytes:
-    """The new messages, to show after `after` (their parent) in place of what followed it."""
+    """The new messages, to show after `after` (their parent) in place of what followed it,
+    and the conversation's title (a first message names it)."""
     # No new message has a call to inspect yet: skip the query _message_html makes.
     for message in new:
         message.call_list, message.last_call = [], None
@@ -313,6 +314,7 @@ def _start_event(
         "start",
         {
             "reply_id": str(reply.public_id),
+            "title": conversation.title,
             "after": str(after.public_id) if after is not None else None,
             "html": html,
         },

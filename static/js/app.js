@@ -166,6 +166,7 @@ class ChatStreamer {
         this.replyNode = nodes[nodes.length - 1];
       });
       this.replyId = data.reply_id;
+      this.showTitle(data.title);  // a first message names the conversation
       if (this.clearMessage) this.message.value = "";
       this.stop.hidden = false;
       this.replyNode.scrollIntoView({ block: "nearest" });
@@ -173,15 +174,19 @@ class ChatStreamer {
       this.followingWhile(() => showDelta(this.replyNode, data));
     } else if (event === "done") {
       this.followingWhile(() => { this.replyNode = replaceHtml(this.replyNode, data.html); });
-      document.querySelector(".chat-header h1").textContent = data.title;
-      document.title = `${data.title} · Playground`;
-      const recent = document.querySelector(".sidebar li[aria-current] a");
-      if (recent) recent.textContent = data.title;
+      this.showTitle(data.title);  // renamed meanwhile, perhaps in another tab
       const totals = document.getElementById("conversation-totals");
       if (totals && data.totals_html) replaceHtml(totals, data.totals_html);
       this.form.querySelector("input[name=idempotency_key]").value = data.next_idempotency_key;
       this.setBusy(false);
     }
+  }
+
+  showTitle(title) {
+    document.querySelector(".chat-header h1").textContent = title;
+    document.title = `${title} · Playground`;
+    const recent = document.querySelector(".sidebar li[aria-current] a");
+    if (recent) recent.textContent = title;
   }
 
   // Runs `grow` (more of the reply); if the message box and Stop were in view before, they

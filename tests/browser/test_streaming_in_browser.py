@@ -362,6 +362,9 @@ def test_a_lost_connection_shows_what_was_saved_and_the_next_message_goes_throug
     wait_for(lambda: the_reply().status == Message.Status.INTERRUPTED)
     expect(answer.locator(".badge")).to_have_text("Interrupted")  # no reload needed
     expect(answer.get_by_role("button", name="Retry")).to_be_visible()
+    # The first message named the conversation, though `done` never came.
+    expect(page.locator(".chat-header h1")).to_have_text("Lose me halfway")
+    expect(page.locator(".sidebar li[aria-current] a")).to_have_text("Lose me halfway")
     assert the_reply().content.startswith("**Demo reply**")  # what arrived is kept...
     expect(answer.locator("strong", has_text="Demo reply")).to_be_visible()  # ...and rendered
 
