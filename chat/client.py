@@ -14,7 +14,7 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
@@ -436,8 +436,13 @@ def open_chat_stream(call: PreparedCall) -> ChatStream:
     return ChatStream(response, started)
 
 
-async def aopen_chat_stream(call: PreparedCall) -> AsyncChatStream:
-    """`open_chat_stream` on an event loop: the same request bytes, the same errors."""
+async def aopen_chat_stream(
+    call: PreparedCall, *, sent: asyncio.Event | None = None
+) -> AsyncChatStream:
+    """`open_chat_stream` on an event loop: the same request bytes, the same errors.
+
+    `sent`, if given, is set once the request is written, or has failed.
+    """
     started = time.monotonic()
     prepared = call.prepared
     client = _async_client()
@@ -451,6 +456,8 @@ async def aopen_chat_stream(call: PreparedCall) -> AsyncChatStream:
         ),
     )
     host = urlsplit(call.url).netloc
+    if sent is not None:
+        request.extensions["trace"] = _set_once_sent(request, sent)
     try:
         response = await client.send(request, stream=True)
     except httpx.ConnectTimeout:
@@ -462,6 +469,9 @@ async def aopen_chat_stream(call: PreparedCall) -> AsyncChatStream:
     except (httpx.HTTPError, OSError):
         # The request reached the upstream, which may have billed it: not retried.
         raise _cut_off(host, started) from None
+    finally:
+        if sent is not None:
+            sent.set()
     if response.status_code >= 400 or "text/event-stream" not in response.headers.get(
         "Content-Type", ""
     ):
@@ -489,6 +499,18 @@ async def aopen_chat_stream(call: PreparedCall) -> AsyncChatStream:
             latency_ms=_elapsed_ms(started),
         )
     return AsyncChatStream(response, started)
+
+
+def _set_once_sent(request: httpx.Request, sent: asyncio.Event) -> Callable:
+    """An httpcore trace hook: sets `sent` when the request body is written, then detaches
+    (it would otherwise be called twice for every chunk of the reply)."""
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event.endswith("send_request_body.complete"):
+            sent.set()
+            request.extensions.pop("trace", None)
+
+    return trace
 
 
 # One client per event loop (its connections belong to that loop), dropped with the loop.

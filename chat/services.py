@@ -5,6 +5,7 @@ and every call leaves an ApiCall row, whatever happens to the request.
 """
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -32,6 +33,9 @@ logger = logging.getLogger(__name__)
 PERSIST_INTERVAL = 1.0
 STOP_CHECK_INTERVAL = 0.5
 PING_INTERVAL = 0.5
+# How long the `start` event waits for the request to be written (a new connection
+# to a distant upstream can take longer; the event then goes anyway).
+SEND_GRACE = 0.1
 
 StreamUpdate = tuple[str, dict[str, Any]]
 
@@ -396,8 +400,9 @@ def _send_after(prepared: client.PreparedCall, delay: float) -> client.Completio
 def reply_stream(*, reply: Message) -> Iterator[StreamUpdate]:
     """Generate a pending reply with a streamed call, yielding what the browser needs.
 
-    Yields ("opened", {}) once the request is with the upstream (or given up
-    on), ("delta", {"content", "reasoning"}) as text arrives and ("ping", {})
+    Yields ("sent", {}) first, as the request goes to the upstream, so that the
+    browser shows the new messages and Stop while the upstream has not answered;
+    then ("delta", {"content", "reasoning"}) as text arrives and ("ping", {})
     when nothing has arrived for a while (so a closed browser is noticed even
     while the upstream stalls). The reply is saved about once a second and once
     more however the stream ends: complete, stopped, interrupted or failed.
@@ -405,13 +410,21 @@ def reply_stream(*, reply: Message) -> Iterator[StreamUpdate]:
     before any token reached the browser. A streamed reply is always a new one
     (Retry after a failure uses the form path), so its calls count from 1.
 
-    For a threaded server (WSGI); `reply_stream_async` is the same on an event loop.
+    For a threaded server (WSGI), where Stop takes effect once the upstream has
+    answered; `reply_stream_async` is the same on an event loop.
     """
     payload = _stream_payload(reply)
-    opened = yield from _stream_open(reply, payload)
-    yield ("opened", {})
+    try:
+        yield ("sent", {})
+        opened = yield from _stream_open(reply, payload)
+    except GeneratorExit:  # the browser went away before the upstream answered
+        _reply_abandon(reply, Message.Status.INTERRUPTED)
+        raise
     if opened is not None:
-        yield from _stream_relay(_Relay(reply, *opened))
+        relay = _Relay(reply, *opened)
+        if _stop_requested(reply):  # pressed while the upstream was being asked
+            relay.stopped()
+        yield from _stream_relay(relay)
 
 
 def reply_stream_async(*, reply: Message) -> AsyncIterator[StreamUpdate]:
@@ -420,6 +433,7 @@ def reply_stream_async(*, reply: Message) -> AsyncIterator[StreamUpdate]:
     Called in the request's thread, which builds the request body and records the
     first call at once; the returned iterator runs on the event loop, and does
     its database work on the process's database thread (chat/database_thread.py).
+    Here Stop and a closed browser also end the wait for the upstream's answer.
     """
     payload = _stream_payload(reply)
     first_call = _call_record(reply, payload, attempt=1)
@@ -429,29 +443,73 @@ def reply_stream_async(*, reply: Message) -> AsyncIterator[StreamUpdate]:
 async def _reply_stream_async(
     reply: Message, payload: dict[str, Any], call: "_Call"
 ) -> AsyncIterator[StreamUpdate]:
-    opened = None
+    sent = asyncio.Event()
+    opening = asyncio.create_task(_stream_open_async(reply, payload, call, sent))
+    try:
+        # The `start` event is rendered on the database thread, while the upstream
+        # thinks; first the request goes out, or it would wait for the GIL.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(sent.wait(), SEND_GRACE)
+        yield ("sent", {})
+        async for update in _while_opening(opening, reply):
+            yield update
+    finally:
+        if not opening.done():  # the browser went away before the upstream answered
+            await _opening_abandon(opening, reply, Message.Status.INTERRUPTED)
+    opened = None if opening.cancelled() else opening.result()
+    if opened is not None:
+        async for update in _stream_relay_async(_Relay(reply, *opened)):
+            yield update
+
+
+async def _stream_open_async(
+    reply: Message, payload: dict[str, Any], call: "_Call", sent: asyncio.Event
+) -> tuple[ApiCall, client.AsyncChatStream] | None:
+    """`_stream_open` on the event loop (pings and Stop are `_while_opening`'s).
+
+    `sent` is set once the first request is written (or has failed).
+    """
     for retry in range(settings.UPSTREAM_MAX_RETRIES + 1):
         if retry:
             call = await database_thread.run(
                 database_thread.START, _call_record, reply, payload, call.record.attempt + 1
             )
         try:
-            opened = (call.record, await client.aopen_chat_stream(call.prepared))
-            break
+            return call.record, await client.aopen_chat_stream(call.prepared, sent=sent)
         except client.UpstreamError as error:
             await database_thread.run(database_thread.START, _call_failed, call.record, error)
             if error.retryable and retry < settings.UPSTREAM_MAX_RETRIES:
-                yield ("ping", {})  # the browser is still there; keep waiting
                 await asyncio.sleep(_retry_wait(error, retry))
                 continue
             await database_thread.run(
                 database_thread.FINISH, _reply_finish, reply, status=Message.Status.FAILED
             )
-            break
-    yield ("opened", {})
-    if opened is not None:
-        async for update in _stream_relay_async(_Relay(reply, *opened)):
-            yield update
+            return None
+    return None
+
+
+async def _while_opening(opening: asyncio.Task, reply: Message) -> AsyncIterator[StreamUpdate]:
+    """Pings until the stream is open (or given up on); Stop gives it up at once.
+
+    The upstream may take long to answer: a queue, a slow first byte, retries
+    and their waits. The browser is pinged meanwhile, so a closed one is noticed.
+    """
+    while not opening.done():
+        await asyncio.wait([opening], timeout=STOP_CHECK_INTERVAL)
+        if opening.done():
+            return
+        if await database_thread.run(database_thread.CHECKPOINT, _stop_requested, reply):
+            await _opening_abandon(opening, reply, Message.Status.STOPPED)
+            return
+        yield ("ping", {})
+
+
+async def _opening_abandon(opening: asyncio.Task, reply: Message, status: str) -> None:
+    """Hang up on the upstream before it answered, and save how the reply ended."""
+    opening.cancel()
+    await asyncio.wait([opening])
+    if opening.cancelled():  # else it ended just now, and the relay takes it from there
+        await database_thread.run(database_thread.FINISH, _reply_abandon, reply, status)
 
 
 def _stream_payload(reply: Message) -> dict[str, Any]:
@@ -701,6 +759,16 @@ STREAM_END_MESSAGES = {
         "The browser went away before the reply finished; the text received so far is kept.",
     ),
 }
+
+
+def _reply_abandon(reply: Message, status: str) -> None:
+    """The reply ended before its stream opened: Stop, or the browser went away."""
+    kind, text = STREAM_END_MESSAGES[status]
+    reply.calls.filter(status=ApiCall.Status.SENDING).update(
+        status=ApiCall.Status.FAILED, error_kind=kind, error_message=text
+    )
+    if reply.status == Message.Status.PENDING:  # not already failed, just then
+        _reply_finish(reply, status=status)
 
 
 def _stream_finish(

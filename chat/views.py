@@ -233,13 +233,10 @@ def _reply_events(
     in_compare: bool,
 ) -> Iterator[bytes]:
     """The stream the browser reads: start, deltas, then the message as a reload shows it."""
-    started = False
     for kind, data in services.reply_stream(reply=reply):
-        if not started:
-            # Rendered once the request is with the upstream, while the model thinks.
+        if kind == "sent":  # the new messages, and Stop, show while the upstream is asked
             yield _start_event(request, conversation, reply, new, in_compare)
-            started = True
-        if kind == "ping":
+        elif kind == "ping":
             yield b": ping\n\n"
         elif kind == "delta":
             yield _sse("delta", data)
@@ -255,14 +252,12 @@ async def _reply_events_async(
     in_compare: bool,
 ) -> AsyncIterator[bytes]:
     """`_reply_events` for an ASGI server (the database work on the database thread)."""
-    started = False
     async for kind, data in updates:
-        if not started:
+        if kind == "sent":
             yield await database_thread.run(
                 database_thread.START, _start_event, request, conversation, reply, new, in_compare
             )
-            started = True
-        if kind == "ping":
+        elif kind == "ping":
             yield b": ping\n\n"
         elif kind == "delta":
             yield _sse("delta", data)

@@ -194,6 +194,19 @@ def test_a_closed_browser_leaves_the_partial_text_marked_interrupted(alice_clien
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_new_messages_come_before_the_upstream_answers(alice_client, conversation):
+    response = start_stream(alice_client, conversation, extra_params='{"demo_fault": "delay=5"}')
+    events = parse(response.streaming_content)
+    began = time.monotonic()
+
+    kind, _ = next(events)
+
+    assert kind == "start" and time.monotonic() - began < 1.0
+    hang_up(response)  # the browser goes away before the upstream answered
+    assert Message.objects.get(role="assistant").status == Message.Status.INTERRUPTED
+
+
+@pytest.mark.django_db(transaction=True)
 def test_the_partial_text_is_saved_while_streaming(alice_client, conversation):
     response = start_stream(alice_client, conversation, extra_params='{"demo_fault": "pace=0.1"}')
     events = parse(response.streaming_content)

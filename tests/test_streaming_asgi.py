@@ -260,6 +260,75 @@ def test_a_closed_browser_leaves_the_partial_text_marked_interrupted(conversatio
     assert "done" not in [kind for kind, _ in browser.events]
 
 
+def stop_once_started(browser: Browser, client, conversation) -> dict[str, float]:
+    """Run `browser`, press Stop as soon as `start` arrives; when each thing happened."""
+    timings = {}
+
+    async def scenario():
+        began = time.monotonic()
+        task = asyncio.create_task(browser.run())
+        reply_id = (await browser.next_event("start"))["reply_id"]
+        timings["start"] = time.monotonic() - began
+        stop_url = reverse("reply_stop", args=[conversation.public_id, reply_id])
+        assert (await sync_to_async(client.post)(stop_url)).status_code == 204
+        timings["asked"] = time.monotonic()
+        await task
+        timings["ended"] = time.monotonic()
+
+    on_event_loop(scenario)
+    return timings
+
+
+def test_stop_works_while_the_upstream_has_not_answered(alice_client, conversation, session_cookie):
+    # A slow first byte (a queue, a cold model): 5 s before even the status line.
+    browser = stream(conversation, session_cookie, extra_params='{"demo_fault": "delay=5"}')
+
+    timings = stop_once_started(browser, alice_client, conversation)
+
+    assert timings["start"] < 1.0  # the new messages and Stop show at once
+    assert timings["ended"] - timings["asked"] < 1.0
+    assert browser.events[-1][0] == "done" and browser.events[-1][1]["status"] == "stopped"
+    reply = Message.objects.get(role="assistant")
+    call = ApiCall.objects.get()
+    assert reply.status == Message.Status.STOPPED and reply.content == ""
+    assert call.status == ApiCall.Status.FAILED and call.error_kind == "stopped"
+
+
+def test_stop_works_while_waiting_to_retry(alice_client, conversation, session_cookie, settings):
+    settings.UPSTREAM_RETRY_MAX_WAIT = 30
+    fault = '{"demo_fault": "status=503,retry_after=30"}'  # "try again in 30 s"
+    browser = stream(conversation, session_cookie, extra_params=fault)
+
+    timings = stop_once_started(browser, alice_client, conversation)
+
+    assert timings["ended"] - timings["asked"] < 1.0
+    assert Message.objects.get(role="assistant").status == Message.Status.STOPPED
+    call = ApiCall.objects.get()  # no second attempt
+    assert call.http_status == 503 and call.error_kind == "http"
+
+
+def test_a_browser_closed_before_the_upstream_answered_leaves_the_reply_interrupted(
+    conversation, session_cookie
+):
+    browser = stream(conversation, session_cookie, extra_params='{"demo_fault": "delay=5"}')
+    timings = {}
+
+    async def scenario():
+        await_start = asyncio.create_task(browser.run())
+        await browser.next_event("start")
+        browser.hang_up()
+        hung_up = time.monotonic()
+        await await_start
+        timings["ended"] = time.monotonic() - hung_up
+
+    on_event_loop(scenario)
+
+    assert timings["ended"] < 1.0
+    assert Message.objects.get(role="assistant").status == Message.Status.INTERRUPTED
+    call = ApiCall.objects.get()
+    assert call.status == ApiCall.Status.FAILED and call.error_kind == "client_gone"
+
+
 def test_the_partial_text_is_saved_while_streaming(conversation, session_cookie):
     browser = stream(conversation, session_cookie, extra_params='{"demo_fault": "pace=0.1"}')
     seen = {}

@@ -177,6 +177,25 @@ def test_stop_keeps_the_partial_reply_marked_stopped(logged_in_page, demo_upstre
     assert the_reply().status == Message.Status.STOPPED
 
 
+def test_the_message_and_stop_show_before_the_model_answers(logged_in_page, demo_upstream):
+    page = logged_in_page
+    new_conversation(page)
+    set_model(page, DEMO_MODEL)
+    set_extra_parameters(page, '{"demo_fault": "delay=3"}')  # 3 s before even the status line
+    message_box(page).fill("Anyone there?")
+
+    send_button(page).click()
+
+    answer = reply(page)
+    expect(answer.locator(".badge")).to_have_text("Waiting for the model", timeout=1_000)
+    expect(messages(page).first).to_contain_text("Anyone there?")
+    expect(message_box(page)).to_have_value("")
+    stop_button(page).click()
+    expect(answer.locator(".badge")).to_have_text("Stopped", timeout=WHOLE_REPLY_MS)
+    expect_ready_for_the_next_message(page)
+    assert the_reply().status == Message.Status.STOPPED
+
+
 def test_a_reload_mid_stream_keeps_what_arrived(logged_in_page, demo_upstream):
     page = logged_in_page
     answer = start_slow_reply(page, "Reload me halfway", SLOWER)
