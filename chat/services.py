@@ -640,6 +640,14 @@ async def _stream_relay_async(relay: _Relay) -> AsyncIterator[StreamUpdate]:
         await stream.aclose()  # hangs up on the upstream at once
         if checkpoint is not None:
             await asyncio.wait([checkpoint])  # its partial save goes before the final one
+            if not checkpoint.cancelled() and checkpoint.exception() is not None:
+                # The final save below supersedes it; say which reply, rather than
+                # leave asyncio to report an exception nobody retrieved.
+                logger.error(
+                    "A partial save of reply %s failed as its stream ended",
+                    relay.reply.public_id,
+                    exc_info=checkpoint.exception(),
+                )
         await database_thread.run(database_thread.FINISH, _stream_relay_finish, relay)
 
 
