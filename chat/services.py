@@ -769,9 +769,16 @@ STREAM_END_MESSAGES = {
 }
 
 
+# The same ends, before the upstream answered: no text arrived.
+OPENING_END_MESSAGES = {
+    Message.Status.STOPPED: ("stopped", "Stopped by the user before the model answered."),
+    Message.Status.INTERRUPTED: ("client_gone", "The browser went away before the model answered."),
+}
+
+
 def _reply_abandon(reply: Message, status: str) -> None:
     """The reply ended before its stream opened: Stop, or the browser went away."""
-    kind, text = STREAM_END_MESSAGES[status]
+    kind, text = OPENING_END_MESSAGES[status]
     reply.calls.filter(status=ApiCall.Status.SENDING).update(
         status=ApiCall.Status.FAILED, error_kind=kind, error_message=text
     )

@@ -292,6 +292,7 @@ def test_stop_works_while_the_upstream_has_not_answered(alice_client, conversati
     call = ApiCall.objects.get()
     assert reply.status == Message.Status.STOPPED and reply.content == ""
     assert call.status == ApiCall.Status.FAILED and call.error_kind == "stopped"
+    assert "Stopped by the user before the model answered." in browser.events[-1][1]["html"]
 
 
 def test_stop_works_while_waiting_to_retry(alice_client, conversation, session_cookie, settings):
