@@ -10,11 +10,12 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -410,8 +411,7 @@ def reply_stream(*, reply: Message) -> Iterator[StreamUpdate]:
     before any token reached the browser. A streamed reply is always a new one
     (Retry after a failure uses the form path), so its calls count from 1.
 
-    For a threaded server (WSGI), where Stop takes effect once the upstream has
-    answered; `reply_stream_async` is the same on an event loop.
+    For a threaded server (WSGI); `reply_stream_async` is the same on an event loop.
     """
     payload = _stream_payload(reply)
     try:
@@ -421,10 +421,7 @@ def reply_stream(*, reply: Message) -> Iterator[StreamUpdate]:
         _reply_abandon(reply, Message.Status.INTERRUPTED)
         raise
     if opened is not None:
-        relay = _Relay(reply, *opened)
-        if _stop_requested(reply):  # pressed while the upstream was being asked
-            relay.stopped()
-        yield from _stream_relay(relay)
+        yield from _stream_relay(_Relay(reply, *opened))
 
 
 def reply_stream_async(*, reply: Message) -> AsyncIterator[StreamUpdate]:
@@ -433,7 +430,6 @@ def reply_stream_async(*, reply: Message) -> AsyncIterator[StreamUpdate]:
     Called in the request's thread, which builds the request body and records the
     first call at once; the returned iterator runs on the event loop, and does
     its database work on the process's database thread (chat/database_thread.py).
-    Here Stop and a closed browser also end the wait for the upstream's answer.
     """
     payload = _stream_payload(reply)
     first_call = _call_record(reply, payload, attempt=1)
@@ -519,20 +515,78 @@ def _stream_payload(reply: Message) -> dict[str, Any]:
 def _stream_open(
     reply: Message, payload: dict[str, Any]
 ) -> Generator[StreamUpdate, None, tuple[ApiCall, client.ChatStream] | None]:
-    """Open the stream, retrying transient failures; None when it could not be opened."""
+    """Open the stream, retrying transient failures; None when it could not be opened.
+
+    The upstream may take long to answer: a queue, a slow first byte, retries and
+    their waits. The request waits in a thread of its own, so that meanwhile the
+    browser is pinged (a closed one is noticed) and Stop gives it up.
+    """
     for retry in range(settings.UPSTREAM_MAX_RETRIES + 1):
         call = _call_record(reply, payload, attempt=retry + 1)
+        opening = _open_in_thread(call.prepared)
+        stopped = True  # also if the browser goes away (GeneratorExit) while waiting
         try:
-            return call.record, client.open_chat_stream(call.prepared)
+            stopped = yield from _waiting(partial(_done_within, opening), reply)
+        finally:
+            if stopped:  # given up on: hang up on the upstream once it answers
+                opening.add_done_callback(_close_if_opened)
+        if stopped:
+            _reply_abandon(reply, Message.Status.STOPPED)
+            return None
+        try:
+            return call.record, opening.result()
         except client.UpstreamError as error:
             _call_failed(call.record, error)
             if error.retryable and retry < settings.UPSTREAM_MAX_RETRIES:
-                yield ("ping", {})  # the browser is still there; keep waiting
-                time.sleep(_retry_wait(error, retry))
+                retry_at = time.monotonic() + _retry_wait(error, retry)
+                if (yield from _waiting(partial(_sleep_until, retry_at), reply)):
+                    _reply_abandon(reply, Message.Status.STOPPED)
+                    return None
                 continue
             _reply_finish(reply, status=Message.Status.FAILED)
             return None
     return None
+
+
+def _waiting(
+    done_within: Callable[[float], bool], reply: Message
+) -> Generator[StreamUpdate, None, bool]:
+    """Pings until `done_within(timeout)` is true; True if Stop was pressed first."""
+    while not done_within(STOP_CHECK_INTERVAL):
+        if _stop_requested(reply):
+            return True
+        yield ("ping", {})
+    return False
+
+
+def _done_within(future: Future, timeout: float) -> bool:
+    return bool(wait([future], timeout).done)
+
+
+def _sleep_until(moment: float, timeout: float) -> bool:
+    """Sleep up to `timeout` seconds, but not past `moment`; whether `moment` has come."""
+    time.sleep(max(0.0, min(timeout, moment - time.monotonic())))
+    return time.monotonic() >= moment
+
+
+def _open_in_thread(prepared: client.PreparedCall) -> Future:
+    opening: Future = Future()
+
+    def run() -> None:
+        try:
+            opening.set_result(client.open_chat_stream(prepared))
+        except BaseException as error:  # handed to the waiting request, whatever it is
+            opening.set_exception(error)
+
+    # A thread of its own, not an executor's: a daemon, so that a process stopping
+    # does not wait for an upstream that was given up on.
+    threading.Thread(target=run, name="stream-open", daemon=True).start()
+    return opening
+
+
+def _close_if_opened(opening: Future) -> None:
+    if opening.exception() is None:
+        opening.result().close()
 
 
 class _Every:

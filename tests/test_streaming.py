@@ -176,6 +176,36 @@ def test_stop_ends_the_stream_within_a_second_and_keeps_the_text(alice_client, c
     assert "Stopped by the user" in rest[-1][1]["html"]
 
 
+def stop_after_start(client, conversation, events) -> float:
+    """Press Stop once the `start` event is read; how long the rest of the stream took."""
+    start = next(events)[1]
+    stop_url = reverse("reply_stop", args=[conversation.public_id, start["reply_id"]])
+    assert client.post(stop_url).status_code == 204
+    asked = time.monotonic()
+    rest = list(events)
+    assert rest[-1][1]["status"] == "stopped"
+    return time.monotonic() - asked
+
+
+def test_stop_works_while_the_upstream_has_not_answered(alice_client, conversation):
+    response = start_stream(alice_client, conversation, extra_params='{"demo_fault": "delay=5"}')
+
+    assert stop_after_start(alice_client, conversation, parse(response.streaming_content)) < 1.0
+    reply = Message.objects.get(role="assistant")
+    assert reply.status == Message.Status.STOPPED and reply.content == ""
+    assert ApiCall.objects.get().error_kind == "stopped"
+
+
+def test_stop_works_while_waiting_to_retry(alice_client, conversation, settings):
+    settings.UPSTREAM_RETRY_MAX_WAIT = 30
+    fault = '{"demo_fault": "status=503,retry_after=30"}'  # "try again in 30 s"
+    response = start_stream(alice_client, conversation, extra_params=fault)
+
+    assert stop_after_start(alice_client, conversation, parse(response.streaming_content)) < 1.0
+    assert Message.objects.get(role="assistant").status == Message.Status.STOPPED
+    assert ApiCall.objects.get().http_status == 503  # no second attempt
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_closed_browser_leaves_the_partial_text_marked_interrupted(alice_client, conversation):
     response = start_stream(alice_client, conversation, extra_params='{"demo_fault": "pace=0.1"}')
@@ -196,14 +226,15 @@ def test_a_closed_browser_leaves_the_partial_text_marked_interrupted(alice_clien
 @pytest.mark.django_db(transaction=True)
 def test_the_new_messages_come_before_the_upstream_answers(alice_client, conversation):
     response = start_stream(alice_client, conversation, extra_params='{"demo_fault": "delay=5"}')
-    events = parse(response.streaming_content)
+    chunks = iter(response.streaming_content)
     began = time.monotonic()
 
-    kind, _ = next(events)
-
-    assert kind == "start" and time.monotonic() - began < 1.0
+    assert next(chunks).startswith(b"event: start") and time.monotonic() - began < 1.0
+    assert next(chunks) == b": ping\n\n"  # waiting for the upstream
     hang_up(response)  # the browser goes away before the upstream answered
+
     assert Message.objects.get(role="assistant").status == Message.Status.INTERRUPTED
+    assert ApiCall.objects.get().error_kind == "client_gone"
 
 
 @pytest.mark.django_db(transaction=True)

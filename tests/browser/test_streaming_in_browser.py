@@ -181,7 +181,7 @@ def test_the_message_and_stop_show_before_the_model_answers(logged_in_page, demo
     page = logged_in_page
     new_conversation(page)
     set_model(page, DEMO_MODEL)
-    set_extra_parameters(page, '{"demo_fault": "delay=3"}')  # 3 s before even the status line
+    set_extra_parameters(page, '{"demo_fault": "delay=8"}')  # 8 s before even the status line
     message_box(page).fill("Anyone there?")
 
     send_button(page).click()
@@ -191,7 +191,8 @@ def test_the_message_and_stop_show_before_the_model_answers(logged_in_page, demo
     expect(messages(page).first).to_contain_text("Anyone there?")
     expect(message_box(page)).to_have_value("")
     stop_button(page).click()
-    expect(answer.locator(".badge")).to_have_text("Stopped", timeout=WHOLE_REPLY_MS)
+    expect(answer.locator(".badge")).to_have_text("Stopped", timeout=2_000)  # not after 8 s
+    expect(answer).to_contain_text("Stopped by the user before the model answered.")
     expect_ready_for_the_next_message(page)
     assert the_reply().status == Message.Status.STOPPED
 
