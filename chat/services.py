@@ -420,6 +420,9 @@ def reply_stream(*, reply: Message) -> Iterator[StreamUpdate]:
     except GeneratorExit:  # the browser went away before the upstream answered
         _reply_abandon(reply, Message.Status.INTERRUPTED)
         raise
+    except _StopPressed:
+        _reply_abandon(reply, Message.Status.STOPPED)
+        opened = None
     if opened is not None:
         yield from _stream_relay(_Relay(reply, *opened))
 
@@ -519,44 +522,39 @@ def _stream_open(
 
     The upstream may take long to answer: a queue, a slow first byte, retries and
     their waits. The request waits in a thread of its own, so that meanwhile the
-    browser is pinged (a closed one is noticed) and Stop gives it up.
+    browser is pinged (a closed one is noticed) and Stop gives it up (_StopPressed).
     """
     for retry in range(settings.UPSTREAM_MAX_RETRIES + 1):
         call = _call_record(reply, payload, attempt=retry + 1)
         opening = _open_in_thread(call.prepared)
-        stopped = True  # also if the browser goes away (GeneratorExit) while waiting
         try:
-            stopped = yield from _waiting(partial(_done_within, opening), reply)
-        finally:
-            if stopped:  # given up on: hang up on the upstream once it answers
-                opening.add_done_callback(_close_if_opened)
-        if stopped:
-            _reply_abandon(reply, Message.Status.STOPPED)
-            return None
+            yield from _waiting(partial(_done_within, opening), reply)
+        except (_StopPressed, GeneratorExit):  # given up on: hang up once the upstream answers
+            opening.add_done_callback(_close_if_opened)
+            raise
         try:
             return call.record, opening.result()
         except client.UpstreamError as error:
             _call_failed(call.record, error)
             if error.retryable and retry < settings.UPSTREAM_MAX_RETRIES:
                 retry_at = time.monotonic() + _retry_wait(error, retry)
-                if (yield from _waiting(partial(_sleep_until, retry_at), reply)):
-                    _reply_abandon(reply, Message.Status.STOPPED)
-                    return None
+                yield from _waiting(partial(_sleep_until, retry_at), reply)
                 continue
             _reply_finish(reply, status=Message.Status.FAILED)
             return None
     return None
 
 
-def _waiting(
-    done_within: Callable[[float], bool], reply: Message
-) -> Generator[StreamUpdate, None, bool]:
-    """Pings until `done_within(timeout)` is true; True if Stop was pressed first."""
+class _StopPressed(Exception):
+    """Stop was pressed before the stream opened."""
+
+
+def _waiting(done_within: Callable[[float], bool], reply: Message) -> Iterator[StreamUpdate]:
+    """Pings until `done_within(timeout)` is true; raises _StopPressed if Stop comes first."""
     while not done_within(STOP_CHECK_INTERVAL):
         if _stop_requested(reply):
-            return True
+            raise _StopPressed
         yield ("ping", {})
-    return False
 
 
 def _done_within(future: Future, timeout: float) -> bool:

@@ -155,19 +155,27 @@ def test_a_stream_that_cannot_open_ends_in_a_visible_error(alice_client, convers
     assert len(upstream.chat_requests()) == 1
 
 
+def stop_once(client, conversation, events, after: str) -> tuple[float, list]:
+    """Press Stop once `start` and then an `after` event are read; how long the rest of
+    the stream took, and its events."""
+    start = next(events)[1]
+    if after != "start":
+        assert next(events)[0] == after
+    stop_url = reverse("reply_stop", args=[conversation.public_id, start["reply_id"]])
+    assert client.post(stop_url).status_code == 204
+    asked = time.monotonic()
+    rest = list(events)
+    assert rest[-1][1]["status"] == "stopped"
+    return time.monotonic() - asked, rest
+
+
 def test_stop_ends_the_stream_within_a_second_and_keeps_the_text(alice_client, conversation):
     response = start_stream(alice_client, conversation, extra_params='{"demo_fault": "pace=0.1"}')
     events = parse(response.streaming_content)
-    start = next(events)[1]
-    assert next(events)[0] == "delta"
 
-    stop_url = reverse("reply_stop", args=[conversation.public_id, start["reply_id"]])
-    assert alice_client.post(stop_url).status_code == 204
-    asked = time.monotonic()
-    rest = list(events)
+    seconds, rest = stop_once(alice_client, conversation, events, after="delta")
 
-    assert time.monotonic() - asked < 1.0
-    assert rest[-1][1]["status"] == "stopped"
+    assert seconds < 1.0
     reply = Message.objects.get(role="assistant")
     call = ApiCall.objects.get()
     assert reply.status == Message.Status.STOPPED
@@ -176,21 +184,12 @@ def test_stop_ends_the_stream_within_a_second_and_keeps_the_text(alice_client, c
     assert "Stopped by the user" in rest[-1][1]["html"]
 
 
-def stop_after_start(client, conversation, events) -> float:
-    """Press Stop once the `start` event is read; how long the rest of the stream took."""
-    start = next(events)[1]
-    stop_url = reverse("reply_stop", args=[conversation.public_id, start["reply_id"]])
-    assert client.post(stop_url).status_code == 204
-    asked = time.monotonic()
-    rest = list(events)
-    assert rest[-1][1]["status"] == "stopped"
-    return time.monotonic() - asked
-
-
 def test_stop_works_while_the_upstream_has_not_answered(alice_client, conversation):
     response = start_stream(alice_client, conversation, extra_params='{"demo_fault": "delay=5"}')
 
-    assert stop_after_start(alice_client, conversation, parse(response.streaming_content)) < 1.0
+    events = parse(response.streaming_content)
+
+    assert stop_once(alice_client, conversation, events, after="start")[0] < 1.0
     reply = Message.objects.get(role="assistant")
     assert reply.status == Message.Status.STOPPED and reply.content == ""
     assert ApiCall.objects.get().error_kind == "stopped"
@@ -201,7 +200,9 @@ def test_stop_works_while_waiting_to_retry(alice_client, conversation, settings)
     fault = '{"demo_fault": "status=503,retry_after=30"}'  # "try again in 30 s"
     response = start_stream(alice_client, conversation, extra_params=fault)
 
-    assert stop_after_start(alice_client, conversation, parse(response.streaming_content)) < 1.0
+    events = parse(response.streaming_content)
+
+    assert stop_once(alice_client, conversation, events, after="start")[0] < 1.0
     assert Message.objects.get(role="assistant").status == Message.Status.STOPPED
     assert ApiCall.objects.get().http_status == 503  # no second attempt
 

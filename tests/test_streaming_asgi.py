@@ -216,24 +216,32 @@ def test_a_stream_that_cannot_open_ends_in_a_visible_error(conversation, session
     assert len(upstream.chat_requests()) == 1
 
 
-def test_stop_ends_the_stream_within_a_second_and_keeps_the_text(
-    alice_client, conversation, session_cookie
-):
-    browser = stream(conversation, session_cookie, extra_params='{"demo_fault": "pace=0.1"}')
+def stop_once(browser: Browser, client, conversation, after: str) -> dict[str, float]:
+    """Run `browser`, press Stop once an `after` event arrives; when each thing happened."""
     timings = {}
 
     async def scenario():
+        began = time.monotonic()
         task = asyncio.create_task(browser.run())
         reply_id = (await browser.next_event("start"))["reply_id"]
-        await browser.next_event("delta")
+        timings["start"] = time.monotonic() - began
+        await browser.next_event(after)
         stop_url = reverse("reply_stop", args=[conversation.public_id, reply_id])
-        response = await sync_to_async(alice_client.post)(stop_url)
-        assert response.status_code == 204
+        assert (await sync_to_async(client.post)(stop_url)).status_code == 204
         timings["asked"] = time.monotonic()
         await task
         timings["ended"] = time.monotonic()
 
     on_event_loop(scenario)
+    return timings
+
+
+def test_stop_ends_the_stream_within_a_second_and_keeps_the_text(
+    alice_client, conversation, session_cookie
+):
+    browser = stream(conversation, session_cookie, extra_params='{"demo_fault": "pace=0.1"}')
+
+    timings = stop_once(browser, alice_client, conversation, after="delta")
 
     assert timings["ended"] - timings["asked"] < 1.0
     assert browser.events[-1][1]["status"] == "stopped"
@@ -260,30 +268,11 @@ def test_a_closed_browser_leaves_the_partial_text_marked_interrupted(conversatio
     assert "done" not in [kind for kind, _ in browser.events]
 
 
-def stop_once_started(browser: Browser, client, conversation) -> dict[str, float]:
-    """Run `browser`, press Stop as soon as `start` arrives; when each thing happened."""
-    timings = {}
-
-    async def scenario():
-        began = time.monotonic()
-        task = asyncio.create_task(browser.run())
-        reply_id = (await browser.next_event("start"))["reply_id"]
-        timings["start"] = time.monotonic() - began
-        stop_url = reverse("reply_stop", args=[conversation.public_id, reply_id])
-        assert (await sync_to_async(client.post)(stop_url)).status_code == 204
-        timings["asked"] = time.monotonic()
-        await task
-        timings["ended"] = time.monotonic()
-
-    on_event_loop(scenario)
-    return timings
-
-
 def test_stop_works_while_the_upstream_has_not_answered(alice_client, conversation, session_cookie):
     # A slow first byte (a queue, a cold model): 5 s before even the status line.
     browser = stream(conversation, session_cookie, extra_params='{"demo_fault": "delay=5"}')
 
-    timings = stop_once_started(browser, alice_client, conversation)
+    timings = stop_once(browser, alice_client, conversation, after="start")
 
     assert timings["start"] < 1.0  # the new messages and Stop show at once
     assert timings["ended"] - timings["asked"] < 1.0
@@ -300,7 +289,7 @@ def test_stop_works_while_waiting_to_retry(alice_client, conversation, session_c
     fault = '{"demo_fault": "status=503,retry_after=30"}'  # "try again in 30 s"
     browser = stream(conversation, session_cookie, extra_params=fault)
 
-    timings = stop_once_started(browser, alice_client, conversation)
+    timings = stop_once(browser, alice_client, conversation, after="start")
 
     assert timings["ended"] - timings["asked"] < 1.0
     assert Message.objects.get(role="assistant").status == Message.Status.STOPPED
@@ -315,11 +304,11 @@ def test_a_browser_closed_before_the_upstream_answered_leaves_the_reply_interrup
     timings = {}
 
     async def scenario():
-        await_start = asyncio.create_task(browser.run())
+        task = asyncio.create_task(browser.run())
         await browser.next_event("start")
         browser.hang_up()
         hung_up = time.monotonic()
-        await await_start
+        await task
         timings["ended"] = time.monotonic() - hung_up
 
     on_event_loop(scenario)
