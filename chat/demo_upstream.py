@@ -89,6 +89,9 @@ Keys:
 ``error_event_after=N``
     Stream: after N content chunks an event
     ``data: {"error": {"message": "Upstream model overloaded", "code": 503}}``, then close.
+``set_cookie``
+    Answer with ``Set-Cookie: demo_visitor=<random>; Path=/``, as a CDN in front of a
+    provider does. A client that keeps it sends it back with its later requests.
 
 A chunk count N larger than the reply counts as "after the last content chunk". Keys that
 only make sense for streams are ignored on non-streamed requests. An unknown key, a missing
@@ -197,6 +200,7 @@ class FaultSpec:
     no_cost: bool = False
     no_cost_body: bool = False
     error_event_after: int | None = None
+    set_cookie: bool = False
 
 
 def _non_negative_int(key: str, value: str) -> int:
@@ -244,6 +248,7 @@ _FAULT_KEYS: dict[str, Any] = {
     "no_done": None,
     "no_cost": None,
     "no_cost_body": None,
+    "set_cookie": None,
 }
 
 
@@ -836,6 +841,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_PUT = do_PATCH = do_DELETE = do_POST
 
     def _dispatch(self) -> None:
+        self.extra_headers: dict[str, str] = {}  # this request's, for every answer it gets
         try:
             self._route_request()
         except DISCONNECT_ERRORS:
@@ -946,7 +952,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_bytes(status, body, headers, close=close)
 
     def _common_headers(self, headers: dict[str, str] | None) -> dict[str, str]:
-        merged = dict(headers or {})
+        merged = {**(headers or {}), **self.extra_headers}
         client_id = self.headers.get("X-Client-Request-Id")
         if client_id:
             merged["X-Client-Request-Id"] = client_id
@@ -979,6 +985,8 @@ class ChatExchange:
         except FaultSpecError as error:
             self.handler._send_error(400, str(error))
             return
+        if fault.set_cookie:
+            self.handler.extra_headers["Set-Cookie"] = f"demo_visitor={uuid.uuid4().hex}; Path=/"
         if fault.delay:
             self.upstream._wait(fault.delay)
         if self.handler.headers.get("Authorization", "").strip() == INVALID_KEY:

@@ -65,6 +65,15 @@ def sent_bodies(server) -> list[dict]:
     return [json.loads(recorded.body) for recorded in server.chat_requests()]
 
 
+def headers_as_recorded(received) -> dict[str, str]:
+    """The headers the demo upstream received, as the call's record must show them.
+
+    The key is redacted, and Host is left out: the HTTP library writes it from the URL.
+    """
+    headers = {name: value for name, value in received.headers.items() if name != "Host"}
+    return {**headers, "Authorization": "Bearer [redacted]"}
+
+
 def on_event_loop(scenario):
     """Run `scenario()` (a coroutine function) on a fresh event loop in its own thread.
 

@@ -5,9 +5,10 @@ import json
 import pytest
 from django.urls import reverse
 
+from chat import client
 from chat.models import ApiCall, Message
 from tests.conftest import TEST_API_KEY
-from tests.helpers import form_data, send, sent_bodies
+from tests.helpers import form_data, headers_as_recorded, send, sent_bodies
 
 pytestmark = pytest.mark.django_db
 
@@ -145,6 +146,20 @@ def test_it_records_the_call_exactly_as_sent_and_received(alice_client, conversa
     assert call.usd_spent is not None
     assert call.latency_ms is not None
     assert call.url == f"{upstream.base_url}/chat/completions"
+
+
+def test_no_cookie_from_one_call_goes_out_with_the_next(upstream):
+    """A cookie an upstream sets (a CDN in front of it, say) is not sent back with the
+    next call, which may be another user's: its record would not show it."""
+    payload = {"model": "demo/echo", "messages": [{"role": "user", "content": "Hi"}]}
+    first = client.send_chat(client.prepare_chat({**payload, "demo_fault": "set_cookie"}))
+    second = client.prepare_chat(payload)
+    client.send_chat(second)
+
+    assert "demo_visitor=" in first.headers["Set-Cookie"]
+    received = upstream.chat_requests()[1]
+    assert "Cookie" not in received.headers
+    assert second.redacted_headers() == headers_as_recorded(received)
 
 
 def test_it_never_stores_the_api_key(alice_client, conversation, upstream):

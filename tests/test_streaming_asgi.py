@@ -21,7 +21,7 @@ from django.urls import reverse
 from chat import database_thread
 from chat.models import ApiCall, Message
 from playground.handlers import OneHopASGIHandler
-from tests.helpers import form_data, on_event_loop
+from tests.helpers import form_data, headers_as_recorded, on_event_loop
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -169,6 +169,29 @@ def test_it_records_the_stream_for_the_inspector(conversation, session_cookie, u
     assert call.completion_tokens and call.usd_spent is not None
     assert call.request_body.encode() == upstream.chat_requests()[0].body
     assert call.request_headers["Authorization"] == "Bearer [redacted]"
+
+
+def test_the_recorded_headers_are_the_ones_the_upstream_received(
+    conversation, session_cookie, upstream
+):
+    """A cookie an upstream sets is not sent back with the next stream, which may be
+    another user's: the record would not show it."""
+    first = stream(conversation, session_cookie, extra_params='{"demo_fault": "set_cookie"}')
+
+    async def two_streams():  # on one event loop, so through one upstream client, as a worker
+        await first.run()
+        await stream(conversation, session_cookie, "Again").run()
+
+    on_event_loop(two_streams)
+
+    first_received, second_received = upstream.chat_requests()
+    calls = ApiCall.objects.order_by("created")
+    assert "demo_visitor=" in calls[0].response_headers["Set-Cookie"]
+    assert [call.request_headers for call in calls] == [
+        headers_as_recorded(first_received),
+        headers_as_recorded(second_received),
+    ]
+    assert "Cookie" not in second_received.headers
 
 
 @pytest.mark.parametrize(
