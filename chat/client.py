@@ -159,7 +159,7 @@ def send_chat(call: PreparedCall) -> Completion:
     latency_ms = _elapsed_ms(started)
     headers = dict(response.headers)
     body = response.content
-    if not response.ok:
+    if _failed(response.status_code):
         raise UpstreamError(
             "http",
             describe_http_error(response.status_code, body),
@@ -429,7 +429,7 @@ def open_chat_stream(call: PreparedCall) -> ChatStream:
     """Send a streamed request. Failures before the first event raise UpstreamError."""
     started = time.monotonic()
     response = _send(call.prepared, started, stream=True)
-    if not response.ok:
+    if _failed(response.status_code):
         body = response.content
         raise UpstreamError(
             "http",
@@ -489,7 +489,7 @@ async def aopen_chat_stream(
     finally:
         if sent is not None:
             sent.set()
-    if response.status_code >= 400 or "text/event-stream" not in response.headers.get(
+    if _failed(response.status_code) or "text/event-stream" not in response.headers.get(
         "Content-Type", ""
     ):
         try:
@@ -498,7 +498,7 @@ async def aopen_chat_stream(
             body = b""
         finally:
             await response.aclose()
-        if response.status_code >= 400:
+        if _failed(response.status_code):
             raise UpstreamError(
                 "http",
                 describe_http_error(response.status_code, body),
@@ -590,7 +590,7 @@ def fetch_catalogue(*, etag: str | None) -> CatalogueResponse:
     response = _send(_prepare(request), started)
     if response.status_code == 304:
         return CatalogueResponse(models=None, etag=response.headers.get("ETag") or etag)
-    if not response.ok:
+    if _failed(response.status_code):
         raise UpstreamError(
             "http",
             describe_http_error(response.status_code, response.content),
@@ -622,7 +622,7 @@ def fetch_json_document(url: str) -> dict[str, Any]:
     request = requests.Request("GET", url, headers={"Accept": "application/json"})
     response = _send(_prepare(request), started, stream=True)
     try:
-        if not response.ok:
+        if _failed(response.status_code):
             raise UpstreamError(
                 "http",
                 describe_http_error(response.status_code, b""),
@@ -715,6 +715,12 @@ def _is_chat_model(item: Any) -> bool:
     return kind is None or kind in {"chat-completion", "chat", "language-completion"}
 
 
+def _failed(status: int) -> bool:
+    """A redirect fails too: no client follows one. The record shows the one request
+    there was, and the body goes nowhere it was not sent (httpx's way; requests' is not)."""
+    return status >= 300
+
+
 def _send(
     prepared: requests.PreparedRequest, started: float, *, stream: bool = False
 ) -> requests.Response:
@@ -722,7 +728,7 @@ def _send(
     host = urlsplit(prepared.url or "").netloc
     timeout = (settings.UPSTREAM_CONNECT_TIMEOUT, settings.UPSTREAM_READ_TIMEOUT)
     try:
-        return _session().send(prepared, timeout=timeout, stream=stream)
+        return _session().send(prepared, timeout=timeout, stream=stream, allow_redirects=False)
     except requests.ConnectTimeout:
         raise _connect_timeout(host, started) from None
     except requests.ReadTimeout:
@@ -797,6 +803,11 @@ def describe_http_error(status: int, body: bytes) -> str:
         403: " Check the credits and permissions of your upstream account.",
         429: " Wait a moment, then retry.",
     }.get(status, "")
+    if 300 <= status < 400:
+        hint = (
+            " Redirects are not followed: check UPSTREAM_BASE_URL"
+            " (the raw response's Location header says where it points)."
+        )
     if provider_message:
         return f"{prefix}: {provider_message}{hint}"
     return f"{prefix}.{hint}"

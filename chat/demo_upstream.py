@@ -89,6 +89,9 @@ Keys:
 ``error_event_after=N``
     Stream: after N content chunks an event
     ``data: {"error": {"message": "Upstream model overloaded", "code": 503}}``, then close.
+``redirect``
+    Answer ``307 Temporary Redirect`` to ``/v1/moved/chat/completions`` (where nothing is
+    served), as a proxy or a changed base URL does.
 ``set_cookie``
     Answer with ``Set-Cookie: demo_visitor=<random>; Path=/``, as a CDN in front of a
     provider does. A client that keeps it sends it back with its later requests.
@@ -123,6 +126,7 @@ __all__ = ["DemoUpstream", "FaultSpec", "FaultSpecError", "RecordedRequest", "pa
 
 INVALID_KEY = "Bearer demo-invalid-key"
 FAULT_MODEL_PREFIX = "demo/fault:"
+REDIRECT_LOCATION = "/v1/moved/chat/completions"  # the `redirect` fault's; nothing is there
 USD_PER_TOKEN = 0.000002
 CREDITS_PER_TOKEN = 2
 QUOTE_LIMIT = 200
@@ -200,6 +204,7 @@ class FaultSpec:
     no_cost: bool = False
     no_cost_body: bool = False
     error_event_after: int | None = None
+    redirect: bool = False
     set_cookie: bool = False
 
 
@@ -248,6 +253,7 @@ _FAULT_KEYS: dict[str, Any] = {
     "no_done": None,
     "no_cost": None,
     "no_cost_body": None,
+    "redirect": None,
     "set_cookie": None,
 }
 
@@ -994,6 +1000,9 @@ class ChatExchange:
             return
         if fault.status is not None and self.upstream._should_fail(fault):
             self._send_fault_status(fault)
+            return
+        if fault.redirect:
+            self.handler._send_bytes(307, b"", {"Location": REDIRECT_LOCATION})
             return
         if self.payload is NOT_JSON:
             problem = "Body validation error! The request body is not valid JSON."

@@ -40,6 +40,10 @@ FAULTS = {
     "503": Fault("status=503", 3, "failed", "http", "The upstream answered 503"),
     "504": Fault("status=504", 3, "failed", "http", "The upstream answered 504"),
     "400 (not retried)": Fault("status=400", 1, "failed", "http", "The upstream answered 400"),
+    # Not followed: the record shows the one request there was, and where it was sent.
+    "307 redirect (not followed)": Fault(
+        "redirect", 1, "failed", "http", "The upstream answered 307 (Temporary Redirect)"
+    ),
     "refused connection": Fault(None, 0, "failed", "connect", "Could not connect"),
     "timeout before the first byte": Fault("delay=2", 1, "failed", "timeout", "sent nothing"),
     "503 once, then fine": Fault("status=503,fail_times=1", 2, "complete", "", ""),

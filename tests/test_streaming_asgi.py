@@ -231,12 +231,23 @@ def test_it_retries_before_the_stream_opens(conversation, session_cookie):
     assert [call.http_status for call in ApiCall.objects.order_by("attempt")] == [503, 200]
 
 
-def test_a_stream_that_cannot_open_ends_in_a_visible_error(conversation, session_cookie, upstream):
-    browser = run(stream(conversation, session_cookie, extra_params='{"demo_fault": "status=400"}'))
+@pytest.mark.parametrize(
+    ("fault", "shown"),
+    [
+        ("status=400", "Body validation error!"),
+        ("redirect", "The upstream answered 307 (Temporary Redirect)"),  # and not followed
+    ],
+)
+def test_a_stream_that_cannot_open_ends_in_a_visible_error(
+    conversation, session_cookie, upstream, fault, shown
+):
+    browser = run(
+        stream(conversation, session_cookie, extra_params=json.dumps({"demo_fault": fault}))
+    )
 
     assert Message.objects.get(role="assistant").status == Message.Status.FAILED
-    assert "Body validation error!" in browser.events[-1][1]["html"]
-    assert len(upstream.chat_requests()) == 1
+    assert shown in browser.events[-1][1]["html"]
+    assert [r.method for r in upstream.requests].count("POST") == 1
 
 
 def stop_once(browser: Browser, client, conversation, after: str) -> dict[str, float]:
