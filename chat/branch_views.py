@@ -20,6 +20,7 @@ from .views import (
     _owned_conversation,
     edit_form_id,
     panel_form,
+    redirect_to_reply,
     render_conversation,
     reply_event_stream,
 )
@@ -55,7 +56,7 @@ def reply_regenerate(
     except ValidationError as error:
         # Over the call limit, or a reply still generating: the panel is shown as it was sent.
         return _chat_form_errors(request, conversation, error)
-    return redirect(_at(conversation, new_reply))
+    return redirect_to_reply(request, conversation.get_absolute_url(), new_reply)
 
 
 @login_required
@@ -107,7 +108,7 @@ def message_edit(request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UU
         except ValidationError as error:
             form.add_error(None, error)
         else:
-            return redirect(_at(conversation, reply))
+            return redirect_to_reply(request, conversation.get_absolute_url(), reply)
     chat_form = ChatForm(
         initial={**ParametersForm.initial_for(conversation), "idempotency_key": uuid.uuid4().hex}
     )

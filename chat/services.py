@@ -497,7 +497,7 @@ async def _while_opening(opening: asyncio.Task, reply: Message) -> AsyncIterator
         await asyncio.wait([opening], timeout=STOP_CHECK_INTERVAL)
         if opening.done():
             return
-        if await database_thread.run(database_thread.CHECKPOINT, _stop_requested, reply):
+        if await database_thread.run(database_thread.CHECKPOINT, _should_stop, reply):
             await _opening_abandon(opening, reply, Message.Status.STOPPED)
             return
         yield ("ping", {})
@@ -552,7 +552,7 @@ class _StopPressed(Exception):
 def _waiting(done_within: Callable[[float], bool], reply: Message) -> Iterator[StreamUpdate]:
     """Pings until `done_within(timeout)` is true; raises _StopPressed if Stop comes first."""
     while not done_within(STOP_CHECK_INTERVAL):
-        if _stop_requested(reply):
+        if _should_stop(reply):
             raise _StopPressed
         yield ("ping", {})
 
@@ -660,7 +660,7 @@ def _stream_relay(relay: _Relay) -> Iterator[StreamUpdate]:
             update = relay.take(*pump.drain(timeout=PING_INTERVAL))
             if update is not None:
                 yield update
-            if relay.stop_check_due() and _stop_requested(relay.reply):
+            if relay.stop_check_due() and _should_stop(relay.reply):
                 relay.stopped()
             if relay.save_due():
                 _stream_save_partial(relay.reply, relay.stream)
@@ -727,11 +727,11 @@ def _stream_checkpoint(relay: _Relay, check_stop: bool, save: bool) -> bool:
     """Save the partial reply and/or look for Stop, in one trip to the database thread."""
     if save:
         _stream_save_partial(relay.reply, relay.stream)
-    return check_stop and _stop_requested(relay.reply)
+    return check_stop and _should_stop(relay.reply)
 
 
 def _stream_relay_finish(relay: _Relay) -> None:
-    relay.finish(stop_requested=relay.outcome is None and _stop_requested(relay.reply))
+    relay.finish(stop_requested=relay.outcome is None and _should_stop(relay.reply))
 
 
 async def _pump_async(stream: client.AsyncChatStream, queue: asyncio.Queue) -> None:
@@ -800,8 +800,23 @@ class _StreamPump:
         self._thread.join(timeout=5)
 
 
-def _stop_requested(reply: Message) -> bool:
-    return Message.objects.filter(pk=reply.pk, stop_requested=True).exists()
+def _should_stop(reply: Message) -> bool:
+    """Stop was pressed, or the reply is gone: its conversation (or its owner) was
+    deleted while it was generated. Either way, hang up on the upstream."""
+    return not Message.objects.filter(pk=reply.pk, stop_requested=False).exists()
+
+
+def _save_unless_deleted(instance: ApiCall | Message, **options: Any) -> bool:
+    """Save a row the generation made; False if it was deleted meanwhile (see _should_stop).
+
+    A plain save() would insert it again, or fail on its deleted conversation.
+    """
+    try:
+        with transaction.atomic():  # a savepoint: the failure must not spoil an outer transaction
+            instance.save(force_update=True, **options)
+    except instance.NotUpdated:
+        return False
+    return True
 
 
 def _stream_save_partial(reply: Message, stream: client.ChatStream) -> None:
@@ -826,6 +841,9 @@ OPENING_END_MESSAGES = {
     Message.Status.STOPPED: ("stopped", "Stopped by the user before the model answered."),
     Message.Status.INTERRUPTED: ("client_gone", "The browser went away before the model answered."),
 }
+
+# Said where a generation ends because its conversation was deleted (_should_stop).
+REPLY_DELETED = "This conversation was deleted while its reply was being generated."
 
 
 def _reply_abandon(reply: Message, status: str) -> None:
@@ -861,7 +879,7 @@ def _stream_finish(
         call.error_kind, call.error_message = error.kind, error.message
     elif status in STREAM_END_MESSAGES:
         call.error_kind, call.error_message = STREAM_END_MESSAGES[status]
-    call.save()
+    _save_unless_deleted(call)
     _reply_finish(reply, status=status, content=stream.content, reasoning=stream.reasoning)
 
 
@@ -929,7 +947,7 @@ def _call_succeeded(call: ApiCall, completion: client.Completion) -> None:
     call.latency_ms = completion.latency_ms
     call.finish_reason = completion.finish_reason[:64]
     _apply_usage(call, completion.usage, completion.usd_spent)
-    call.save()
+    _save_unless_deleted(call)
 
 
 def _apply_usage(call: ApiCall, usage: dict[str, Any], usd_spent: Decimal | None) -> None:
@@ -958,7 +976,7 @@ def _call_failed(call: ApiCall, error: client.UpstreamError) -> None:
     call.latency_ms = error.latency_ms
     call.error_kind = error.kind
     call.error_message = error.message
-    call.save()
+    _save_unless_deleted(call)
     logger.warning("Upstream call %s failed: %s", call.public_id, error.kind)
 
 
@@ -966,8 +984,8 @@ def _reply_finish(reply: Message, *, status: str, content: str = "", reasoning: 
     reply.status = status
     reply.content = content
     reply.reasoning = reasoning
-    reply.save(update_fields=["status", "content", "reasoning", "updated"])
-    Conversation.objects.filter(pk=reply.conversation_id).update(updated=timezone.now())
+    if _save_unless_deleted(reply, update_fields=["status", "content", "reasoning", "updated"]):
+        Conversation.objects.filter(pk=reply.conversation_id).update(updated=timezone.now())
 
 
 def reply_placeholder(

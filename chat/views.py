@@ -144,7 +144,16 @@ def message_send(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     except ValidationError as error:
         form.add_error(None, error)
         return render_conversation(request, conversation, form, status=400)
-    return redirect(f"{conversation.get_absolute_url()}#message-{reply.public_id}")
+    return redirect_to_reply(request, conversation.get_absolute_url(), reply)
+
+
+def redirect_to_reply(request: HttpRequest, page_url: str, reply: Message) -> HttpResponse:
+    """To `reply` on the page at `page_url`, after the form path generated it; to the
+    list, saying why, if its conversation was deleted meanwhile (in another tab, say)."""
+    if not Message.objects.filter(pk=reply.pk).exists():
+        flash.info(request, services.REPLY_DELETED)
+        return redirect("conversation_list")
+    return redirect(f"{page_url}#message-{reply.public_id}")
 
 
 @login_required
@@ -270,7 +279,10 @@ def _done_event(
     request: HttpRequest, conversation: Conversation, reply: Message, in_compare: bool
 ) -> bytes:
     # `reply` is the instance the stream saved its end to; the title may have been renamed.
-    conversation.refresh_from_db(fields=["title"])
+    title = Conversation.objects.filter(pk=conversation.pk).values_list("title", flat=True).first()
+    if title is None:  # deleted meanwhile, with the reply: nothing to show but that
+        return _sse("gone", {"message": services.REPLY_DELETED})
+    conversation.title = title
     data = {
         "status": reply.status,
         "title": conversation.title,
@@ -424,9 +436,8 @@ def reply_retry(request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUI
     except ValidationError:
         pass  # a second click on Retry finds the reply no longer failed; the page shows it
     if request.POST.get("return_to") == "compare" and reply.compare_column is not None:
-        run = reply.compare_column.run
-        return redirect(f"{run.get_absolute_url()}#message-{reply.public_id}")
-    return redirect(f"{conversation.get_absolute_url()}#message-{reply.public_id}")
+        return redirect_to_reply(request, reply.compare_column.run.get_absolute_url(), reply)
+    return redirect_to_reply(request, conversation.get_absolute_url(), reply)
 
 
 @login_required

@@ -1,12 +1,14 @@
 """Chatting through the form, end to end against the demo upstream over HTTP."""
 
 import json
+import threading
 
 import pytest
+from django.db import connections
 from django.urls import reverse
 
 from chat import client
-from chat.models import ApiCall, Message
+from chat.models import ApiCall, Conversation, Message
 from tests.conftest import TEST_API_KEY
 from tests.helpers import form_data, headers_as_recorded, send, sent_bodies
 
@@ -146,6 +148,26 @@ def test_it_records_the_call_exactly_as_sent_and_received(alice_client, conversa
     assert call.usd_spent is not None
     assert call.latency_ms is not None
     assert call.url == f"{upstream.base_url}/chat/completions"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_conversation_deleted_while_its_reply_is_generated_stays_deleted(
+    alice_client, conversation
+):
+    """Deleted in another tab while this one waits for the model: nothing comes back,
+    and this tab says what happened."""
+
+    def delete_in_another_tab():
+        Conversation.objects.filter(pk=conversation.pk).delete()
+        connections.close_all()  # this thread's
+
+    threading.Timer(0.3, delete_in_another_tab).start()
+    response = send(alice_client, conversation, "Hi", extra_params='{"demo_fault": "delay=1"}')
+
+    assert response.status_code == 302 and response.url == reverse("conversation_list")
+    page = alice_client.get(response.url).content.decode()
+    assert "was deleted while its reply was being generated" in page
+    assert not Message.objects.exists() and not ApiCall.objects.exists()
 
 
 def test_no_cookie_from_one_call_goes_out_with_the_next(upstream):

@@ -207,6 +207,25 @@ def test_stop_works_while_waiting_to_retry(alice_client, conversation, settings)
     assert ApiCall.objects.get().http_status == 503  # no second attempt
 
 
+def test_deleting_the_conversation_mid_stream_hangs_up_and_keeps_nothing(
+    alice_client, conversation
+):
+    """Deleted in another tab, say: the stream ends within a second, saying why, and no
+    row of it comes back."""
+    response = start_stream(alice_client, conversation, extra_params='{"demo_fault": "pace=0.1"}')
+    events = parse(response.streaming_content)
+    assert [next(events)[0], next(events)[0]] == ["start", "delta"]
+
+    alice_client.post(reverse("conversation_delete", args=[conversation.public_id]))
+    deleted = time.monotonic()
+    rest = list(events)
+
+    assert time.monotonic() - deleted < 1.0
+    kind, data = rest[-1]
+    assert kind == "gone" and "was deleted" in data["message"]
+    assert not Message.objects.exists() and not ApiCall.objects.exists()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_closed_browser_leaves_the_partial_text_marked_interrupted(alice_client, conversation):
     response = start_stream(alice_client, conversation, extra_params='{"demo_fault": "pace=0.1"}')

@@ -285,6 +285,31 @@ def test_stop_ends_the_stream_within_a_second_and_keeps_the_text(
     assert call.finish_reason == "" and call.error_kind == "stopped"
 
 
+def test_deleting_the_conversation_mid_stream_hangs_up_and_keeps_nothing(
+    alice_client, conversation, session_cookie
+):
+    """Deleted in another tab, say: the stream ends within a second, saying why, and no
+    row of it comes back."""
+    browser = stream(conversation, session_cookie, extra_params='{"demo_fault": "pace=0.1"}')
+    timings = {}
+
+    async def scenario():
+        task = asyncio.create_task(browser.run())
+        await browser.next_event("delta")
+        delete_url = reverse("conversation_delete", args=[conversation.public_id])
+        assert (await sync_to_async(alice_client.post)(delete_url)).status_code == 302
+        timings["deleted"] = time.monotonic()
+        await task
+        timings["ended"] = time.monotonic()
+
+    on_event_loop(scenario)
+
+    assert timings["ended"] - timings["deleted"] < 1.0
+    kind, data = browser.events[-1]
+    assert kind == "gone" and "was deleted" in data["message"]
+    assert not Message.objects.exists() and not ApiCall.objects.exists()
+
+
 def test_a_closed_browser_leaves_the_partial_text_marked_interrupted(conversation, session_cookie):
     browser = stream(conversation, session_cookie, extra_params='{"demo_fault": "pace=0.1"}')
 

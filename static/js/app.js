@@ -132,7 +132,7 @@ class ChatStreamer {
     try {
       for await (const { event, data } of serverSentEvents(response)) {
         this.handle(event, data);
-        if (event === "done") done = true;
+        if (event === "done" || event === "gone") done = true;
       }
     } catch (error) {
       // The connection broke: handled below, as a stream that ended without `done`.
@@ -179,6 +179,9 @@ class ChatStreamer {
       if (totals && data.totals_html) replaceHtml(totals, data.totals_html);
       this.form.querySelector("input[name=idempotency_key]").value = data.next_idempotency_key;
       this.setBusy(false);
+    } else if (event === "gone") {
+      // Deleted meanwhile, in another tab perhaps: the text shown is all there was.
+      this.fail(data.message);
     }
   }
 

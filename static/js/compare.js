@@ -73,7 +73,7 @@ async function streamColumn(column, token, stopUrlTemplate) {
   let done = false;
   try {
     for await (const { event, data } of serverSentEvents(response)) {
-      if (event === "done") done = true;
+      if (event === "done" || event === "gone") done = true;
       if (event === "start") {
         node = replaceHtml(node, data.html);
         const stopUrl = stopUrlTemplate.replace(
@@ -84,6 +84,9 @@ async function streamColumn(column, token, stopUrlTemplate) {
         column.querySelector("button.stop")?.remove();
       } else if (event === "delta") {
         showDelta(node, data);
+      } else if (event === "gone") {
+        column.querySelector("button.stop")?.remove();
+        column.append(streamError(data.message));
       }
     }
   } catch (error) {

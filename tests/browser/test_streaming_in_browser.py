@@ -197,6 +197,25 @@ def test_the_message_and_stop_show_before_the_model_answers(logged_in_page, demo
     assert the_reply().status == Message.Status.STOPPED
 
 
+def test_deleting_the_conversation_in_another_tab_ends_the_stream_here(
+    logged_in_page, demo_upstream
+):
+    page = logged_in_page
+    answer = start_slow_reply(page, "Delete me while you talk", SLOWER)
+
+    other_tab = page.context.new_page()
+    other_tab.goto(page.url.split("#")[0] + "delete/")
+    other_tab.get_by_role("button", name="Delete conversation").click()
+
+    expect(page.get_by_role("alert")).to_have_text(
+        "This conversation was deleted while its reply was being generated.", timeout=2_000
+    )
+    expect(stop_button(page)).to_be_hidden()
+    expect(send_button(page)).to_be_enabled()
+    expect(answer).to_contain_text("Demo reply")  # what arrived stays in view
+    assert not Message.objects.exists() and not ApiCall.objects.exists()
+
+
 def test_a_reload_mid_stream_keeps_what_arrived(logged_in_page, demo_upstream):
     page = logged_in_page
     answer = start_slow_reply(page, "Reload me halfway", SLOWER)
