@@ -180,7 +180,7 @@ class ChatStreamer {
       this.form.querySelector("input[name=idempotency_key]").value = data.next_idempotency_key;
       this.setBusy(false);
     } else if (event === "gone") {
-      // Deleted meanwhile, in another tab perhaps: the text shown is all there was.
+      markDeleted(this.replyNode);
       this.fail(data.message);
     }
   }
@@ -274,6 +274,15 @@ async function followLostReply(node, container, text) {
   } catch (error) {
     return node;  // the app is unreachable for now: the note says so
   }
+}
+
+// The reply's conversation was deleted while it streamed (in another tab, perhaps): the
+// text shown is all there was, and nothing more of it will come.
+function markDeleted(node) {
+  node.classList.remove("status-pending");
+  node.querySelector(".generating")?.remove();
+  const badge = node.querySelector(".badge");
+  if (badge) badge.textContent = "Deleted";
 }
 
 function streamError(text) {

@@ -85,6 +85,7 @@ async function streamColumn(column, token, stopUrlTemplate) {
       } else if (event === "delta") {
         showDelta(node, data);
       } else if (event === "gone") {
+        markDeleted(node);
         column.querySelector("button.stop")?.remove();
         column.append(streamError(data.message));
       }

@@ -213,6 +213,8 @@ def test_deleting_the_conversation_in_another_tab_ends_the_stream_here(
     expect(stop_button(page)).to_be_hidden()
     expect(send_button(page)).to_be_enabled()
     expect(answer).to_contain_text("Demo reply")  # what arrived stays in view
+    expect(answer.locator(".badge")).to_have_text("Deleted")
+    expect(answer.locator(".generating")).to_have_count(0)
     assert not Message.objects.exists() and not ApiCall.objects.exists()
 
 
