@@ -470,6 +470,12 @@ async def _stream_open_async(
     """
     for retry in range(settings.UPSTREAM_MAX_RETRIES + 1):
         if retry:
+            # Stop, or a deleted conversation, in the wait's last moment: no new call.
+            if await database_thread.run(database_thread.CHECKPOINT, _should_stop, reply):
+                await database_thread.run(
+                    database_thread.FINISH, _reply_abandon, reply, Message.Status.STOPPED
+                )
+                return None
             call = await database_thread.run(
                 database_thread.START, _call_record, reply, payload, call.record.attempt + 1
             )
@@ -525,6 +531,8 @@ def _stream_open(
     browser is pinged (a closed one is noticed) and Stop gives it up (_StopPressed).
     """
     for retry in range(settings.UPSTREAM_MAX_RETRIES + 1):
+        if retry and _should_stop(reply):  # in the wait's last moment: no new call
+            raise _StopPressed
         call = _call_record(reply, payload, attempt=retry + 1)
         opening = _open_in_thread(call.prepared)
         try:

@@ -3,14 +3,16 @@
 import html
 import json
 import re
+import threading
 import time
 from datetime import timedelta
 
 import pytest
+from django.db import connections
 from django.urls import reverse
 from django.utils import timezone
 
-from chat.models import ApiCall, Message
+from chat.models import ApiCall, Conversation, Message
 from tests.helpers import form_data
 
 pytestmark = pytest.mark.django_db
@@ -223,6 +225,26 @@ def test_deleting_the_conversation_mid_stream_hangs_up_and_keeps_nothing(
     assert time.monotonic() - deleted < 1.0
     kind, data = rest[-1]
     assert kind == "gone" and "was deleted" in data["message"]
+    assert not Message.objects.exists() and not ApiCall.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_conversation_deleted_just_before_a_retry_gets_no_new_call(
+    alice_client, conversation, upstream
+):
+    def delete_in_another_tab():
+        Conversation.objects.filter(pk=conversation.pk).delete()
+        connections.close_all()  # this thread's
+
+    fault = '{"demo_fault": "delay=0.7,status=503,retry_after=0,fail_times=1"}'
+    response = start_stream(alice_client, conversation, extra_params=fault)
+    events = parse(response.streaming_content)
+    assert next(events)[0] == "start"
+    # After the wait's first Stop check (0.5 s), before the 503 (0.7 s).
+    threading.Timer(0.55, delete_in_another_tab).start()
+
+    assert list(events)[-1][0] == "gone"
+    assert len(upstream.chat_requests()) == 1  # the retry never went out
     assert not Message.objects.exists() and not ApiCall.objects.exists()
 
 

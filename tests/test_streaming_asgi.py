@@ -310,6 +310,27 @@ def test_deleting_the_conversation_mid_stream_hangs_up_and_keeps_nothing(
     assert not Message.objects.exists() and not ApiCall.objects.exists()
 
 
+def test_a_conversation_deleted_just_before_a_retry_gets_no_new_call(
+    alice_client, conversation, session_cookie, upstream
+):
+    fault = '{"demo_fault": "delay=0.7,status=503,retry_after=0,fail_times=1"}'
+    browser = stream(conversation, session_cookie, extra_params=fault)
+
+    async def scenario():
+        task = asyncio.create_task(browser.run())
+        await browser.next_event("start")
+        await asyncio.sleep(0.55)  # after the wait's first Stop check, before the 503 at 0.7 s
+        delete_url = reverse("conversation_delete", args=[conversation.public_id])
+        await sync_to_async(alice_client.post)(delete_url)
+        await task
+
+    on_event_loop(scenario)
+
+    assert browser.events[-1][0] == "gone"
+    assert len(upstream.chat_requests()) == 1  # the retry never went out
+    assert not Message.objects.exists() and not ApiCall.objects.exists()
+
+
 def test_a_closed_browser_leaves_the_partial_text_marked_interrupted(conversation, session_cookie):
     browser = stream(conversation, session_cookie, extra_params='{"demo_fault": "pace=0.1"}')
 
