@@ -19,6 +19,7 @@ from .models import Conversation, Message
 from .views import (
     _owned_conversation,
     edit_form_id,
+    message_url,
     panel_form,
     redirect_to_reply,
     render_conversation,
@@ -31,10 +32,6 @@ def _owned_message(
 ) -> tuple[Conversation, Message]:
     conversation = _owned_conversation(request, public_id)
     return conversation, get_object_or_404(conversation.messages, public_id=message_id)
-
-
-def _at(conversation: Conversation, message: Message) -> str:
-    return f"{conversation.get_absolute_url()}#message-{message.public_id}"
 
 
 @login_required
@@ -56,7 +53,7 @@ def reply_regenerate(
     except ValidationError as error:
         # Over the call limit, or a reply still generating: the panel is shown as it was sent.
         return _chat_form_errors(request, conversation, error)
-    return redirect_to_reply(request, conversation.get_absolute_url(), new_reply)
+    return redirect_to_reply(request, conversation, new_reply)
 
 
 @login_required
@@ -108,7 +105,7 @@ def message_edit(request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UU
         except ValidationError as error:
             form.add_error(None, error)
         else:
-            return redirect_to_reply(request, conversation.get_absolute_url(), reply)
+            return redirect_to_reply(request, conversation, reply)
     chat_form = ChatForm(
         initial={**ParametersForm.initial_for(conversation), "idempotency_key": uuid.uuid4().hex}
     )
@@ -147,7 +144,7 @@ def branch_switch(
 ) -> HttpResponse:
     conversation, message = _owned_message(request, public_id, message_id)
     branches.branch_switch(conversation=conversation, message=message)
-    return redirect(_at(conversation, message))
+    return redirect(message_url(conversation, message))
 
 
 @login_required
@@ -159,5 +156,5 @@ def branch_delete(
     try:
         branches.branch_delete(conversation=conversation, message=message)
     except ValidationError:
-        return redirect(_at(conversation, message))  # the page shows it still generating
+        return redirect(message_url(conversation, message))  # the page shows it still generating
     return redirect(conversation)

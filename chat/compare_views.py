@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from . import catalogue, compare, services
 from .forms import CompareColumnForm, CompareForm, ParametersForm, ShareForm, compare_column_forms
 from .models import CompareRun, Conversation
-from .views import _attach_calls, _owned_conversation, reply_event_stream
+from .views import _attach_calls, _owned_conversation, message_url, reply_event_stream
 
 
 def _owned_run(request: HttpRequest, public_id: uuid.UUID, run_id: uuid.UUID) -> CompareRun:
@@ -121,7 +121,7 @@ def compare_choose(
         compare.compare_choose(run=run, reply=reply)
     except ValidationError:
         return redirect(run)
-    return redirect(f"{run.conversation.get_absolute_url()}#message-{reply.public_id}")
+    return redirect(message_url(run.conversation, reply))
 
 
 def _blank_forms(conversation: Conversation) -> tuple[CompareForm, list[CompareColumnForm]]:

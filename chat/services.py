@@ -820,7 +820,8 @@ def _save_unless_deleted(instance: ApiCall | Message, **options: Any) -> bool:
     A plain save() would insert it again, or fail on its deleted conversation.
     """
     try:
-        with transaction.atomic():  # a savepoint: the failure must not spoil an outer transaction
+        # Inside a transaction, a savepoint: the failure must not spoil the rest of it.
+        with transaction.atomic():
             instance.save(force_update=True, **options)
     except instance.NotUpdated:
         return False

@@ -144,16 +144,23 @@ def message_send(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     except ValidationError as error:
         form.add_error(None, error)
         return render_conversation(request, conversation, form, status=400)
-    return redirect_to_reply(request, conversation.get_absolute_url(), reply)
+    return redirect_to_reply(request, conversation, reply)
 
 
-def redirect_to_reply(request: HttpRequest, page_url: str, reply: Message) -> HttpResponse:
-    """To `reply` on the page at `page_url`, after the form path generated it; to the
-    list, saying why, if its conversation was deleted meanwhile (in another tab, say)."""
+def message_url(page: Conversation | CompareRun, message: Message) -> str:
+    """`message` on `page`: its conversation's, or a compare run's."""
+    return f"{page.get_absolute_url()}#message-{message.public_id}"
+
+
+def redirect_to_reply(
+    request: HttpRequest, page: Conversation | CompareRun, reply: Message
+) -> HttpResponse:
+    """To `reply` on `page`, after the form path generated it; to the list, saying why,
+    if its conversation was deleted meanwhile (in another tab, say)."""
     if not Message.objects.filter(pk=reply.pk).exists():
         flash.info(request, services.REPLY_DELETED)
         return redirect("conversation_list")
-    return redirect(f"{page_url}#message-{reply.public_id}")
+    return redirect(message_url(page, reply))
 
 
 @login_required
@@ -436,8 +443,8 @@ def reply_retry(request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUI
     except ValidationError:
         pass  # a second click on Retry finds the reply no longer failed; the page shows it
     if request.POST.get("return_to") == "compare" and reply.compare_column is not None:
-        return redirect_to_reply(request, reply.compare_column.run.get_absolute_url(), reply)
-    return redirect_to_reply(request, conversation.get_absolute_url(), reply)
+        return redirect_to_reply(request, reply.compare_column.run, reply)
+    return redirect_to_reply(request, conversation, reply)
 
 
 @login_required
