@@ -480,7 +480,8 @@ def call_detail(request: HttpRequest, call_id: uuid.UUID) -> HttpResponse:
     context = {
         "call": call,
         "conversation": call.conversation,
-        "snippets": snippets.all_snippets(url=call.url, body=call.request_body),
+        "snippets": snippets.all_snippets(body=call.request_body),
+        "snippet_url": client.chat_url(),  # never the stored URL: an import may set any
     }
     return render(request, "chat/call_detail.html", context)
 
@@ -659,7 +660,7 @@ def shared_conversation(request: HttpRequest, token: str) -> HttpResponse:
     if share.show_inspector:
         for message in messages:
             for call in message.call_list:
-                call.snippets = snippets.all_snippets(url=call.url, body=call.request_body)
+                call.snippets = snippets.all_snippets(body=call.request_body)
     context = {
         "share": share,
         "snapshot": share.snapshot,
