@@ -604,6 +604,7 @@ def _share_create(
         conversation=conversation,
         compare_run=compare_run,
         show_inspector=form.cleaned_data["show_inspector"],
+        show_response_headers=form.cleaned_data["show_response_headers"],
         expires_in=form.cleaned_data["expires_in"],
     )
     return _to_share_list(share)
@@ -619,7 +620,11 @@ def share_list(request: HttpRequest) -> HttpResponse:
     shares = list(sharing.shares_for(owner=request.user))
     for share in shares:
         share.settings_form = ShareSettingsForm(
-            initial={"expires_in": "keep", "show_inspector": share.show_inspector}
+            initial={
+                "expires_in": "keep",
+                "show_inspector": share.show_inspector,
+                "show_response_headers": share.show_response_headers,
+            }
         )
     return render(request, "chat/share_list.html", {"shares": shares})
 
@@ -668,6 +673,7 @@ def shared_conversation(request: HttpRequest, token: str) -> HttpResponse:
         "path": messages,
         "read_only": True,
         "hide_inspector": not share.show_inspector,
+        "hide_response_headers": not share.show_response_headers,
     }
     if share.compare_run_id is not None:
         context["path"], context["columns"] = sharing.snapshot_compare(
