@@ -11,6 +11,9 @@ server (CACHE_URL, e.g. Redis) every process shares the count.
   its limit, log-ins for it are refused (429) until the window ends.
 - Sign-up attempts: per client address, each POST counted, so neither making
   accounts nor asking which usernames are taken is free.
+
+And the caps on how much one call may ask for (`output_caps_problems`): replies
+per call and tokens per reply, checked by every form a request is built from.
 """
 
 import contextlib
@@ -18,6 +21,7 @@ import hashlib
 import ipaddress
 import math
 import time
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -25,6 +29,12 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
 WINDOW_SECONDS = 60
+
+
+# Body keys that ask the upstream for more output: replies per call, tokens per reply
+# (each schema spells the latter its own way).
+CHOICES_KEYS = ("n",)
+OUTPUT_TOKEN_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
 
 class RateLimited(ValidationError):
@@ -59,6 +69,64 @@ def upstream_calls_take(*, user_id: int, calls: int = 1) -> None:
             f"This server has reached its limit of {global_limit} calls to the model per "
             f"minute, across all users. Try again in {_seconds(wait)}."
         )
+
+
+def output_caps_problems(*, model: str, values: dict[str, Any]) -> dict[str, str]:
+    """For each key of `values` (body keys) over its cap, the message that says so.
+
+    Replies per call are capped by MAX_CHOICES, tokens per reply by MAX_OUTPUT_TOKENS
+    and by the model's own output limit when the catalogue gives one. "Send anyway"
+    does not pass them: they are the operator's bounds, not the schema's.
+    """
+    from . import catalogue  # the catalogue needs the app loaded; this module does not
+
+    problems = {}
+    for key in CHOICES_KEYS:
+        number = _as_number(values.get(key))
+        if number is not None and number > settings.MAX_CHOICES:
+            problems[key] = (
+                f'"{key}" asks for {_show(number)} replies in one call; this server '
+                f"allows at most {settings.MAX_CHOICES:,}."
+            )
+    entry = catalogue.catalogue_model(model) if model else None
+    model_cap = entry.get("output_max") if entry else None
+    for key in OUTPUT_TOKEN_KEYS:
+        number = _as_number(values.get(key))
+        if number is None:
+            continue
+        if model_cap and model_cap < settings.MAX_OUTPUT_TOKENS and number > model_cap:
+            problems[key] = (
+                f'"{key}" is {_show(number)}; {model} writes at most {model_cap:,} tokens '
+                "per reply (its catalogue entry)."
+            )
+        elif number > settings.MAX_OUTPUT_TOKENS:
+            problems[key] = (
+                f'"{key}" is {_show(number)}; this server allows at most '
+                f"{settings.MAX_OUTPUT_TOKENS:,} tokens per reply."
+            )
+    return problems
+
+
+def _as_number(value: Any) -> float | None:
+    """A number, or text an upstream would read as one ("128"); else None (not ours to judge)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = float(value) if not isinstance(value, int) or abs(value) < 2**63 else math.inf
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return None if math.isnan(number) else number
+
+
+def _show(number: float) -> str:
+    if math.isinf(number):
+        return "too large a number"
+    return f"{int(number):,}" if number == int(number) else f"{number:,}"
 
 
 def login_check(*, request: HttpRequest, username: str) -> None:

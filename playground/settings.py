@@ -186,6 +186,10 @@ MAX_EXTRA_PARAMS_BYTES = env.int("MAX_EXTRA_PARAMS_BYTES", default=16_384)
 UPSTREAM_CALLS_PER_MINUTE = env.int("UPSTREAM_CALLS_PER_MINUTE", default=30)
 # The same across all users: accounts cost nothing to make, the operator's key does.
 UPSTREAM_CALLS_PER_MINUTE_GLOBAL = env.int("UPSTREAM_CALLS_PER_MINUTE_GLOBAL", default=120)
+# How much one call may ask for: replies ("n") and tokens per reply (max_tokens and
+# its spellings; a model's own catalogue limit, when lower, applies too).
+MAX_CHOICES = env.int("MAX_CHOICES", default=8)
+MAX_OUTPUT_TOKENS = env.int("MAX_OUTPUT_TOKENS", default=65_536)
 MAX_IMPORT_BYTES = env.int("MAX_IMPORT_BYTES", default=10_485_760)
 MAX_IMPORT_CONVERSATIONS = env.int("MAX_IMPORT_CONVERSATIONS", default=1_000)
 
