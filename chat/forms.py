@@ -96,6 +96,8 @@ class ParametersForm(forms.Form):
         else:
             model_id = str(self.initial.get("model") or "").strip()
         self.schema = catalogue.schema_for(model_id) if schema is _RESOLVE else schema
+        # A caller that passes the schema (an import) wants no catalogue look-ups either.
+        self.uses_catalogue = schema is _RESOLVE
         self.params = schema_form.params_of(self.schema)
         self.schema_failed = False  # the schema check found problems: offer Send anyway
         for param in self.params:
@@ -184,7 +186,9 @@ class ParametersForm(forms.Form):
             (free, lambda name: "extra_params"),
         ]
         for values, field_of in sources:
-            problems = limits.output_caps_problems(model=model, values=values)
+            problems = limits.output_caps_problems(
+                model=model, values=values, use_catalogue=self.uses_catalogue
+            )
             for name, problem in problems.items():
                 self.add_error(field_of(name), problem)
 

@@ -71,12 +71,16 @@ def upstream_calls_take(*, user_id: int, calls: int = 1) -> None:
         )
 
 
-def output_caps_problems(*, model: str, values: dict[str, Any]) -> dict[str, str]:
+def output_caps_problems(
+    *, model: str, values: dict[str, Any], use_catalogue: bool = True
+) -> dict[str, str]:
     """For each key of `values` (body keys) over its cap, the message that says so.
 
     Replies per call are capped by MAX_CHOICES, tokens per reply by MAX_OUTPUT_TOKENS
-    and by the model's own output limit when the catalogue gives one. "Send anyway"
-    does not pass them: they are the operator's bounds, not the schema's.
+    and, with `use_catalogue`, by the model's own output limit when the catalogue
+    gives one (reading it may fetch the catalogue: an import, which makes no network
+    calls, checks the operator's caps alone). "Send anyway" does not pass them: they
+    are the operator's bounds, not the schema's.
     """
     from . import catalogue  # the catalogue needs the app loaded; this module does not
 
@@ -88,7 +92,7 @@ def output_caps_problems(*, model: str, values: dict[str, Any]) -> dict[str, str
                 f'"{key}" asks for {_show(number)} replies in one call; this server '
                 f"allows at most {settings.MAX_CHOICES:,}."
             )
-    entry = catalogue.catalogue_model(model) if model else None
+    entry = catalogue.catalogue_model(model) if model and use_catalogue else None
     model_cap = entry.get("output_max") if entry else None
     for key in OUTPUT_TOKEN_KEYS:
         number = _as_number(values.get(key))

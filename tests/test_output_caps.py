@@ -9,9 +9,10 @@ sent, nothing saved, and what was typed stays in the form.
 import json
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from chat.models import Message
+from chat.models import Conversation, Message
 from tests.helpers import form_data, send, sent_bodies
 
 pytestmark = pytest.mark.django_db
@@ -178,3 +179,36 @@ def test_save_parameters_over_a_cap_saves_nothing(alice_client, conversation):
     assert response.status_code == 400
     conversation.refresh_from_db()
     assert conversation.extra_params == {}
+
+
+def import_file(client, parameters: dict):
+    document = {
+        "format": "playground.conversations",
+        "version": 1,
+        "conversations": [
+            {
+                "title": "Imported",
+                "model": "demo/echo",
+                "parameters": parameters,
+                "messages": [{"id": "a", "role": "user", "content": "Hi"}],
+            }
+        ],
+    }
+    upload = SimpleUploadedFile("x.json", json.dumps(document).encode())
+    return client.post(reverse("conversations_import"), {"file": upload})
+
+
+def test_an_import_over_the_operators_caps_is_refused_whole(bob_client):
+    response = import_file(bob_client, {"extra_params": {"n": 128}})
+
+    assert response.status_code == 400
+    assert "&quot;n&quot; asks for 128 replies" in response.content.decode()
+    assert not Conversation.objects.exists()
+
+
+def test_an_import_checks_no_model_limit_so_it_makes_no_catalogue_call(bob_client, upstream):
+    response = import_file(bob_client, {"max_tokens": 5000})  # demo/echo's own limit: 4,096
+
+    assert response.status_code == 302
+    assert Conversation.objects.get().max_tokens == 5000
+    assert upstream.requests == []  # neither the catalogue nor a schema was fetched
