@@ -686,7 +686,11 @@ def share_continue(request: HttpRequest, token: str) -> HttpResponse:
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())  # and back here afterwards
     if request.method == "POST":
-        conversation = sharing.share_continue(share=share, owner=request.user)
+        try:
+            conversation = sharing.share_continue(share=share, owner=request.user)
+        except exports.ImportRejected as error:  # a snapshot this Playground's limits refuse
+            flash.error(request, f"Nothing was copied. {error}")
+            return redirect("share_continue", token=token)
         return redirect(conversation)
     response = render(request, "chat/share_continue.html", {"share": share})
     response["Referrer-Policy"] = "same-origin"

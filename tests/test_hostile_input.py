@@ -1,11 +1,15 @@
 """Hostile input a user types or uploads: refused with a message on its field, never a 500."""
 
+import json
+
 import pytest
 from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.urls import reverse
 
-from chat import branches, compare, services
-from chat.models import Conversation, Message
+from chat import branches, compare, services, sharing, storable
+from chat.models import ApiCall, Conversation, Message, Share
 from tests.helpers import form_data, panel, send
 
 pytestmark = pytest.mark.django_db
@@ -161,3 +165,118 @@ def test_a_reused_form_token_is_still_called_a_reused_form(alice_client, convers
             claim=True,
         )
     assert raised.value.messages == [services.KEY_REUSED]
+
+
+# --- Text no database should hold, already stored or in a file (finding 7) ------------
+
+sqlite_only = pytest.mark.skipif(
+    connection.vendor != "sqlite", reason="PostgreSQL cannot store a NUL: such data cannot exist"
+)
+
+
+def stored_with_nul_and_surrogates(owner) -> Conversation:
+    """What SQLite holds after a reply with a NUL (text) and a lone surrogate (JSON fields)."""
+    conversation = Conversation.objects.create(owner=owner, model="demo/echo", title="T\x00itle")
+    question = Message.objects.create(
+        conversation=conversation, role=Message.Role.USER, content="Say it"
+    )
+    reply = Message.objects.create(
+        conversation=conversation, parent=question, role=Message.Role.ASSISTANT, content="a\x00b"
+    )
+    ApiCall.objects.create(
+        conversation=conversation,
+        message=reply,
+        url="http://upstream.example/v1/chat/completions",
+        request_body="{}",
+        response_body='{"text": "a\\u0000b"}\x00',
+        assembled_response={"choices": [{"message": {"content": "a\x00b\ud800"}}], "\udfff": 1},
+        stream_events=[{"at_ms": 1, "data": "x\x00"}],
+    )
+    conversation.current_leaf = reply
+    conversation.save(update_fields=["current_leaf"])
+    return conversation
+
+
+def exported(client, conversation) -> bytes:
+    url = reverse("conversation_export_json", args=[conversation.public_id])
+    return b"".join(client.get(url).streaming_content)
+
+
+@sqlite_only
+def test_a_conversation_holding_nul_and_lone_surrogates_survives_export_and_import(
+    alice, alice_client, bob, bob_client
+):
+    data = exported(alice_client, stored_with_nul_and_surrogates(alice))
+
+    assert storable.problem(json.loads(data)) == ""
+    response = bob_client.post(
+        reverse("conversations_import"),
+        {"file": SimpleUploadedFile("export.json", data, content_type="application/json")},
+    )
+
+    assert response.status_code == 302
+    copy = Conversation.objects.get(owner=bob)
+    assert copy.title == "T\ufffditle"
+    assert copy.current_leaf.content == "a\ufffdb"
+    call = ApiCall.objects.get(conversation=copy)
+    assert call.response_body == '{"text": "a\\u0000b"}\ufffd'  # the escape is text: kept
+    assert call.assembled_response == {
+        "choices": [{"message": {"content": "a\ufffdb\ufffd"}}],
+        "\ufffd": 1,
+    }
+    assert call.stream_events == [{"at_ms": 1, "data": "x\ufffd"}]
+
+
+def test_an_imported_file_with_nul_and_lone_surrogates_is_stored_with_replacements(bob, bob_client):
+    text = (
+        '{"format": "playground.conversations", "version": 1, "conversations": [{'
+        '"model": "demo/echo", "title": "a\\u0000", "messages": ['
+        '{"id": "q", "role": "user", "content": "x\\ud800y"},'
+        '{"id": "r", "parent": "q", "role": "assistant", "content": "z\\u0000",'
+        ' "calls": [{"request_body": "{}", "assembled_response": {"k\\udc00": "\\u0000"}}]}'
+        "]}]}"
+    )
+    response = bob_client.post(
+        reverse("conversations_import"),
+        {"file": SimpleUploadedFile("e.json", text.encode(), content_type="application/json")},
+    )
+
+    assert response.status_code == 302
+    copy = Conversation.objects.get(owner=bob)
+    assert copy.title == "a\ufffd"
+    assert list(copy.messages.values_list("content", flat=True)) == ["x\ufffdy", "z\ufffd"]
+    assert ApiCall.objects.get().assembled_response == {"k\ufffd": "\ufffd"}
+
+
+@sqlite_only
+def test_continuing_an_old_share_whose_snapshot_holds_a_nul_makes_the_copy(alice, bob, bob_client):
+    conversation = stored_with_nul_and_surrogates(alice)
+    share = sharing.share_create(conversation=conversation, show_inspector=True, expires_in=None)
+    document = {**share.snapshot, "title": "Old\x00"}  # taken before exports replaced it
+    document["messages"][1]["content"] = "a\x00b"
+    Share.objects.filter(pk=share.pk).update(snapshot=document)
+
+    response = bob_client.post(reverse("share_continue", args=[share.token]))
+
+    copy = Conversation.objects.get(owner=bob)
+    assert response.status_code == 302 and response.url == copy.get_absolute_url()
+    assert copy.title == "Old\ufffd" and copy.current_leaf.content == "a\ufffdb"
+
+
+def test_continuing_a_share_whose_snapshot_is_refused_says_why(
+    alice_client, conversation, bob, bob_client, settings
+):
+    send(alice_client, conversation, "Hi")
+    conversation.refresh_from_db()
+    share = sharing.share_create(conversation=conversation, show_inspector=True, expires_in=None)
+    settings.MAX_MESSAGES_PER_CONVERSATION = 1  # lowered since the snapshot was taken
+    url = reverse("share_continue", args=[share.token])
+
+    response = bob_client.post(url, follow=True)
+
+    assert response.status_code == 200
+    assert response.redirect_chain == [(url, 302)]
+    page = response.content.decode()
+    assert "Nothing was copied." in page
+    assert "conversation.messages: 2 messages; at most 1 per conversation." in page
+    assert not Conversation.objects.filter(owner=bob).exists()
