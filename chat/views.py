@@ -23,6 +23,8 @@ from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from playground import body_limits
+
 from . import (
     branches,
     catalogue,
@@ -734,7 +736,15 @@ def conversations_export(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def conversations_import(request: HttpRequest) -> HttpResponse:
-    form = ImportForm(request.POST, request.FILES) if request.method == "POST" else ImportForm()
+    form = (
+        ImportForm(
+            request.POST,
+            request.FILES,
+            upload_too_large=body_limits.upload_too_large(request),  # after reading FILES
+        )
+        if request.method == "POST"
+        else ImportForm()
+    )
     if form.is_bound and form.is_valid():
         try:
             imported = exports.conversations_import(
