@@ -440,7 +440,7 @@ def reply_retry(request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUI
     reply = get_object_or_404(conversation.messages, public_id=message_id)
     try:
         reply = services.reply_retry(reply=reply)
-    except limits.RateLimited as error:
+    except (limits.RateLimited, services.StartRefused) as error:
         flash.error(request, error.message)
     except ValidationError:
         pass  # a second click on Retry finds the reply no longer failed; the page shows it

@@ -142,3 +142,52 @@ def asgi_request(handler, *, path: str, headers: dict[str, str], receive) -> tup
     [start] = [m for m in sent if m["type"] == "http.response.start"]
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], body
+
+
+def large_export(*, conversations: int, exchanges: int, body_bytes: int = 400) -> bytes:
+    """An export file of `conversations` conversations of `exchanges` question-answer pairs.
+
+    Each answer has one call with request and response bodies of about `body_bytes`.
+    250 x 20 x 400 is about 10 MB, MAX_IMPORT_BYTES by default.
+    """
+    padding = "lorem ipsum " * (body_bytes // 12)
+    documents = []
+    for number in range(conversations):
+        messages = []
+        for turn in range(exchanges):
+            question, answer = f"q{turn}", f"a{turn}"
+            messages.append(
+                {
+                    "id": question,
+                    "parent": messages[-1]["id"] if messages else None,
+                    "role": "user",
+                    "content": f"Question {turn} of conversation {number}: {padding[:200]}",
+                }
+            )
+            messages.append(
+                {
+                    "id": answer,
+                    "parent": question,
+                    "role": "assistant",
+                    "content": f"Answer {turn}: {padding[:300]}",
+                    "calls": [
+                        {
+                            "request_body": json.dumps({"model": "demo/echo", "x": padding}),
+                            "response_body": json.dumps({"choices": [], "x": padding}),
+                            "http_status": 200,
+                            "status": "succeeded",
+                            "url": "http://127.0.0.1:8001/v1/chat/completions",
+                            "request_headers": {"Content-Type": "application/json"},
+                            "stream_events": [{"at_ms": 5, "data": '{"choices": []}'}],
+                            "prompt_tokens": 10,
+                            "completion_tokens": 20,
+                            "usd_spent": "0.0001",
+                        }
+                    ],
+                }
+            )
+        documents.append(
+            {"title": f"Conversation {number}", "model": "demo/echo", "messages": messages}
+        )
+    envelope = {"format": "playground.conversations", "version": 1, "conversations": documents}
+    return json.dumps(envelope).encode()

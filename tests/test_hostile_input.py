@@ -2,19 +2,21 @@
 
 import json
 import socket
+import sqlite3
+import threading
 import time
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
+from django.db import connection, connections
 from django.urls import reverse
 
 from chat import branches, compare, services, sharing, storable
 from chat.models import ApiCall, Conversation, Message, Share
 from playground import body_limits
 from playground.handlers import OneHopASGIHandler
-from tests.helpers import EndlessBody, asgi_request, form_data, panel, send
+from tests.helpers import EndlessBody, asgi_request, form_data, large_export, panel, send
 
 pytestmark = pytest.mark.django_db
 
@@ -403,3 +405,98 @@ def test_the_dev_server_answers_a_huge_declared_body_at_once_without_reading_it(
 
     assert answer.startswith(b"HTTP/1.1 413")
     assert b"Connection: close" in answer
+
+
+# --- A large import and other users' writes (finding 8) -------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_large_import_does_not_keep_other_users_writes_waiting(alice, bob, bob_client):
+    data = large_export(conversations=300, exchanges=5)
+    waits: list[float] = []
+    importing = threading.Event()
+    done = threading.Event()
+
+    def another_user_writes() -> None:
+        try:
+            importing.wait()
+            while not done.is_set():
+                asked = time.monotonic()
+                Conversation.objects.create(owner=alice, title="Alice meanwhile")
+                waits.append(time.monotonic() - asked)
+                time.sleep(0.02)
+        finally:
+            connections.close_all()
+
+    writer = threading.Thread(target=another_user_writes)
+    writer.start()
+    importing.set()
+    started = time.monotonic()
+    response = bob_client.post(
+        reverse("conversations_import"),
+        {"file": SimpleUploadedFile("big.json", data, content_type="application/json")},
+    )
+    took = time.monotonic() - started
+    done.set()
+    writer.join()
+
+    assert response.status_code == 302
+    assert Conversation.objects.filter(owner=bob).count() == 300
+    assert len(waits) > 5 and took > 1  # the writes did overlap the import's
+    assert max(waits) < 0.75
+
+
+def refuse_titles(title: str) -> str:
+    """SQL for a trigger that makes the database refuse a conversation with `title`."""
+    if connection.vendor == "sqlite":
+        return (
+            "CREATE TRIGGER refuse BEFORE INSERT ON chat_conversation "
+            f"WHEN NEW.title = '{title}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    return (
+        "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+        f"IF NEW.title = '{title}' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; "
+        "END $$ LANGUAGE plpgsql; CREATE TRIGGER refuse BEFORE INSERT ON chat_conversation "
+        "FOR EACH ROW EXECUTE FUNCTION refuse()"
+    )
+
+
+def test_an_import_whose_write_fails_midway_keeps_nothing(bob, bob_client, settings):
+    document = json.loads(large_export(conversations=6, exchanges=1))
+    document["conversations"][4]["title"] = "refused"
+    with connection.cursor() as cursor:
+        cursor.execute(refuse_titles("refused"))
+
+    response = bob_client.post(
+        reverse("conversations_import"),
+        {"file": SimpleUploadedFile("e.json", json.dumps(document).encode())},
+    )
+
+    assert response.status_code == 400
+    assert "Nothing was imported. The database refused to store one of the file" in (
+        " ".join(response.context["form"].errors["file"])
+    )
+    assert not Conversation.objects.filter(owner=bob).exists()
+    assert not Message.objects.exists()
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's one write lock")
+@pytest.mark.django_db(transaction=True)
+def test_a_send_while_the_database_is_locked_says_busy_and_keeps_the_text(
+    alice_client, conversation, upstream
+):
+    connection.ensure_connection()
+    connection.connection.execute("PRAGMA busy_timeout = 200")  # not the 20 s of settings
+    other = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the write lock
+    try:
+        response = send(alice_client, conversation, "Keep this text")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+    assert response.status_code == 400
+    assert services.START_BUSY in " ".join(response.context["form"].non_field_errors())
+    assert response.context["form"]["content"].value() == "Keep this text"
+    assert not Message.objects.exists()
+    assert upstream.chat_requests() == []
