@@ -213,7 +213,11 @@ def conversations_import(*, owner: Any, data: bytes) -> list[Conversation]:
         raise ImportRejected(
             f"The file is {len(data):,} bytes; the limit is {settings.MAX_IMPORT_BYTES:,}."
         )
-    conversations = parse_export(data)
+    return _conversations_write(owner, parse_export(data))
+
+
+def _conversations_write(owner: Any, conversations: list[dict[str, Any]]) -> list[Conversation]:
+    """Checked conversations, written in short transactions; all of them, or ImportRejected."""
     created: list[Conversation] = []
     try:
         while len(created) < len(conversations):
@@ -236,9 +240,7 @@ def conversations_import(*, owner: Any, data: bytes) -> list[Conversation]:
             ) from None
         if isinstance(error, DatabaseError):
             logger.warning("An import was refused by the database: %s", error)
-            raise ImportRejected(
-                "The database refused to store one of the file's conversations."
-            ) from None
+            raise ImportRejected("The database refused to store a conversation.") from None
         raise
     return created
 
@@ -270,9 +272,8 @@ def parse_export(data: bytes) -> list[dict[str, Any]]:
 def conversation_import(*, owner: Any, document: Any) -> Conversation:
     """One conversation in the export format (a share's snapshot), checked, for `owner`."""
     document = storable_copy(document, max_depth=MAX_JSON_DEPTH, path="conversation")
-    checked = conversation_read(document, "conversation")
-    with transaction.atomic():
-        return _conversation_create(owner, checked)
+    [conversation] = _conversations_write(owner, [conversation_read(document, "conversation")])
+    return conversation
 
 
 def storable_copy(value: Any, *, max_depth: int | None = None, path: str = "file") -> Any:
