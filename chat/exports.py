@@ -6,22 +6,29 @@ import of that snapshot, so there is one reader and one writer for all three.
 
 Import trusts nothing in the file: ids only link messages within the file,
 owners and file names are never read, every value is checked against the same
-bounds as the forms, and the whole file is saved in one transaction or not at all.
+bounds as the forms, and the whole file is checked before anything is written:
+it is saved whole or not at all.
+A NUL character or an unpaired surrogate, which no database stores, becomes U+FFFD
+both ways.
 """
 
 import json
+import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from . import client
+from . import client, storable
 from .forms import ParametersForm
 from .models import ApiCall, CompareColumn, CompareRun, Conversation, Message
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "playground.conversations"
 VERSION = 1
@@ -52,6 +59,13 @@ CALL_FIELDS = (
 PARAMETER_NAMES = ("temperature", "top_p", "max_tokens", "stop", "extra_params")
 MAX_JSON_DEPTH = 64
 MAX_POSITIVE_INT = 2_147_483_647  # PositiveIntegerField on every database
+# An import writes its conversations in transactions of about this long. Between
+# two, on SQLite, it pauses a little longer than SQLite's busy handler sleeps
+# between its tries at most (100 ms): a send waiting for the write lock gets it
+# then, rather than losing every race for it until the import ends.
+WRITE_BATCH_SECONDS = 0.2
+WRITE_PAUSE_SECONDS = 0.11
+PARENTS_PER_QUERY = 400  # two parameters each, within SQLite's 999
 
 
 class ImportRejected(ValueError):
@@ -87,7 +101,7 @@ def conversation_document(
         calls_by_message[call.message_id].append(call)
     leaf_id = conversation.current_leaf_id if leaf is None else leaf.id
     ids = {message.id: str(message.public_id) for message in messages}
-    return {
+    document = {
         "title": conversation.title,
         "model": conversation.model,
         "system_prompt": conversation.system_prompt,
@@ -109,6 +123,8 @@ def conversation_document(
             for message in messages
         ],
     }
+    # Text stored before it was made storable (SQLite keeps a NUL) leaves as U+FFFD.
+    return storable_copy(document)
 
 
 def _compare_runs_document(messages: list[Message], ids: dict[int, str]) -> list[dict[str, Any]]:
@@ -185,14 +201,57 @@ def export_markdown(*, conversation: Conversation, messages: list[Message]) -> s
 
 
 def conversations_import(*, owner: Any, data: bytes) -> list[Conversation]:
-    """Create the file's conversations for `owner`, all of them or none."""
+    """Create the file's conversations for `owner`, all of them or none.
+
+    The whole file is checked before anything is written. Then the conversations
+    are written in short transactions (whole conversations, bulk inserts), with a
+    pause between them on SQLite: there a transaction holds the one write lock,
+    and other users' sends wait for one batch, not for the file. If a write
+    fails, the conversations already written are deleted again.
+    """
     if len(data) > settings.MAX_IMPORT_BYTES:
         raise ImportRejected(
             f"The file is {len(data):,} bytes; the limit is {settings.MAX_IMPORT_BYTES:,}."
         )
-    conversations = parse_export(data)
-    with transaction.atomic():
-        return [_conversation_create(owner, document) for document in conversations]
+    return _conversations_write(owner, parse_export(data))
+
+
+def _conversations_write(owner: Any, conversations: list[dict[str, Any]]) -> list[Conversation]:
+    """Checked conversations, written in short transactions; all of them, or ImportRejected."""
+    created: list[Conversation] = []
+    try:
+        while len(created) < len(conversations):
+            if created and connection.vendor == "sqlite":
+                time.sleep(WRITE_PAUSE_SECONDS)  # the lock is free: a waiting writer takes it
+            batch = []
+            with transaction.atomic():
+                deadline = time.monotonic() + WRITE_BATCH_SECONDS
+                for document in conversations[len(created) :]:
+                    batch.append(_conversation_create(owner, document))
+                    if time.monotonic() > deadline:
+                        break
+            created += batch  # committed
+    except Exception as error:
+        _conversations_remove(created)
+        if isinstance(error, OperationalError):  # SQLite's "database is locked"
+            logger.warning("An import could not write to the database: %s", error)
+            raise ImportRejected(
+                "The database was busy with other changes. Try again in a moment."
+            ) from None
+        if isinstance(error, DatabaseError):
+            logger.warning("An import was refused by the database: %s", error)
+            raise ImportRejected("The database refused to store a conversation.") from None
+        raise
+    return created
+
+
+def _conversations_remove(conversations: list[Conversation]) -> None:
+    """What an import that failed had written, deleted (each in its own short transaction)."""
+    for conversation in reversed(conversations):
+        try:
+            conversation.delete()
+        except DatabaseError:
+            logger.exception("A failed import left conversation %s behind", conversation.pk)
 
 
 def parse_export(data: bytes) -> list[dict[str, Any]]:
@@ -207,34 +266,46 @@ def parse_export(data: bytes) -> list[dict[str, Any]]:
         ) from None
     except RecursionError:
         raise ImportRejected(f"The file nests deeper than {MAX_JSON_DEPTH} levels.") from None
-    _check_depth_and_text(document)
-    return _envelope_read(document)
+    return _envelope_read(storable_copy(document, max_depth=MAX_JSON_DEPTH))
 
 
 def conversation_import(*, owner: Any, document: Any) -> Conversation:
     """One conversation in the export format (a share's snapshot), checked, for `owner`."""
-    _check_depth_and_text(document)
-    checked = conversation_read(document, "conversation")
-    with transaction.atomic():
-        return _conversation_create(owner, checked)
+    document = storable_copy(document, max_depth=MAX_JSON_DEPTH, path="conversation")
+    [conversation] = _conversations_write(owner, [conversation_read(document, "conversation")])
+    return conversation
 
 
-def _check_depth_and_text(value: Any) -> None:
-    """No absurd nesting, and no NUL characters (PostgreSQL cannot store them)."""
-    stack = [(value, "file", 0)]
+def storable_copy(value: Any, *, max_depth: int | None = None, path: str = "file") -> Any:
+    """A copy of a parsed JSON value whose every string and key the databases can store.
+
+    Each NUL and unpaired surrogate becomes U+FFFD, on the way out (export, share
+    snapshots) and on the way in (import, continue), so that whatever one
+    Playground wrote, any Playground reads. With `max_depth`, deeper nesting is
+    refused. Iterative: a hostile file can nest thousands deep.
+    """
+    if not isinstance(value, dict | list):
+        return storable.text(value) if isinstance(value, str) else value
+    root: dict | list = {} if isinstance(value, dict) else []
+    stack = [(value, root, path, 0)]
     while stack:
-        item, path, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            raise ImportRejected(f"{path}: nests deeper than {MAX_JSON_DEPTH} levels.")
-        if isinstance(item, str) and "\x00" in item:
-            raise ImportRejected(f"{path}: contains a NUL character.")
-        if isinstance(item, dict):
-            for key, child in item.items():
-                if "\x00" in key:
-                    raise ImportRejected(f"{path}: a key contains a NUL character.")
-                stack.append((child, f"{path}.{key}", depth + 1))
-        elif isinstance(item, list):
-            stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
+        source, target, where, depth = stack.pop()
+        pairs = source.items() if isinstance(source, dict) else enumerate(source)
+        for key, child in pairs:
+            if max_depth is not None and depth + 1 > max_depth:
+                here = f"{where}.{key}" if isinstance(source, dict) else f"{where}[{key}]"
+                raise ImportRejected(f"{here}: nests deeper than {max_depth} levels.")
+            if isinstance(child, dict | list):
+                copy = {} if isinstance(child, dict) else []
+                here = f"{where}.{key}" if isinstance(source, dict) else f"{where}[{key}]"
+                stack.append((child, copy, here, depth + 1))
+            else:
+                copy = storable.text(child) if isinstance(child, str) else child
+            if isinstance(target, dict):
+                target[storable.text(key)] = copy
+            else:
+                target.append(copy)
+    return root
 
 
 def _envelope_read(document: Any) -> list[dict[str, Any]]:
@@ -558,26 +629,54 @@ def _conversation_create(owner: Any, document: dict[str, Any]) -> Conversation:
         stop=document["stop"],
         extra_params=document["extra_params"],
     )
-    created: dict[str, Message] = {}
-    calls: list[ApiCall] = []
-    for item in document["messages"]:
-        message = Message.objects.create(
+    items = document["messages"]
+    # Bulk-created (both databases return the new ids), then linked to their parents.
+    messages = Message.objects.bulk_create(
+        Message(
             conversation=conversation,
-            parent=created.get(item["parent"]),
             role=item["role"],
             status=item["status"],
             content=item["content"],
             reasoning=item["reasoning"],
         )
-        created[item["id"]] = message
-        calls += (ApiCall(conversation=conversation, message=message, **c) for c in item["calls"])
-    ApiCall.objects.bulk_create(calls)
+        for item in items
+    )
+    created = {item["id"]: message for item, message in zip(items, messages, strict=True)}
+    links = []
+    for item, message in zip(items, messages, strict=True):
+        if item["parent"] is not None:
+            message.parent = created[item["parent"]]
+            links.append((message.pk, message.parent.pk))
+    _parents_set(links)
+    ApiCall.objects.bulk_create(
+        ApiCall(conversation=conversation, message=message, **call)
+        for item, message in zip(items, messages, strict=True)
+        for call in item["calls"]
+    )
     for run in document["compare_runs"]:
         _compare_run_create(conversation, run, created)
     if document["current_leaf"] is not None:
         conversation.current_leaf = created[document["current_leaf"]]
         conversation.save(update_fields=["current_leaf"])
     return conversation
+
+
+def _parents_set(links: list[tuple[int, int]]) -> None:
+    """Set each (message id, parent id) pair's parent, in a few UPDATE ... FROM (VALUES) queries.
+
+    bulk_update builds a CASE expression per message in Python: a third of an
+    import's write time, which is time other users' writes wait on SQLite.
+    Both databases name a VALUES list's columns column1, column2.
+    """
+    table = connection.ops.quote_name(Message._meta.db_table)
+    for start in range(0, len(links), PARENTS_PER_QUERY):
+        chunk = links[start : start + PARENTS_PER_QUERY]
+        rows = ", ".join(["(%s, %s)"] * len(chunk))
+        # Only the model's table name and placeholders are formatted in; values are parameters.
+        sql = f"UPDATE {table} SET parent_id = links.column2 FROM (VALUES {rows}) AS links "  # noqa: S608
+        sql += f"WHERE {table}.id = links.column1"
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [value for link in chunk for value in link])
 
 
 def _compare_run_create(

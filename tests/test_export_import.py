@@ -262,10 +262,6 @@ REFUSED = {
         encode(with_message({"content": "x" * 100_001}, index=0)),
         "messages[0].content: 100,001 characters; at most 100,000",
     ),
-    "a NUL character": (
-        encode(with_message({"content": "bad\x00byte"})),
-        "file.conversations[0].messages[1].content: contains a NUL character",
-    ),
     "deep nesting": (deeply_nested(100), "nests deeper than 64 levels"),
     "nesting deeper than Python's parser": (deeply_nested(100_000), "nests deeper"),
     "calls on a user message": (
@@ -318,7 +314,7 @@ def test_a_file_over_the_size_limit_is_refused_before_it_is_read(bob_client, set
     response = upload(bob_client, encode(valid_file(title="x" * 2_000)))
 
     assert response.status_code == 400
-    assert "the limit is 1,000" in response.content.decode()
+    assert "The file is larger than 1000\xa0bytes" in response.content.decode()
     assert not Conversation.objects.exists()
 
 
