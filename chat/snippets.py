@@ -9,6 +9,7 @@ import pprint
 import shlex
 from typing import Any
 
+from . import formatting
 from .client import encode_body
 
 KEY_PLACEHOLDER = "<YOUR_API_KEY>"
@@ -81,7 +82,10 @@ def all_snippets(*, url: str, body: str) -> dict[str, str]:
 
 
 def _is_canonical(body: str) -> bool:
-    """True when re-encoding the parsed body gives the same bytes (our own encoding)."""
+    """True when re-encoding the parsed body gives the same bytes (our own encoding),
+    and it is small and shallow enough to lay out as code (else it is quoted as is)."""
+    if not formatting.fits(body):
+        return False
     try:
         return encode_body(json.loads(body)).decode() == body
     except ValueError:

@@ -180,6 +180,13 @@ UPSTREAM_CALLS_PER_MINUTE = env.int("UPSTREAM_CALLS_PER_MINUTE", default=30)
 MAX_IMPORT_BYTES = env.int("MAX_IMPORT_BYTES", default=10_485_760)
 MAX_IMPORT_CONVERSATIONS = env.int("MAX_IMPORT_CONVERSATIONS", default=1_000)
 
+# --- Limits on formatting ----------------------------------------------------
+# Stored records are formatted for reading only within these bounds
+# (chat/formatting.py); past them the exact text is shown as received, with a
+# note saying why.
+MAX_FORMAT_CHARS = env.int("MAX_FORMAT_CHARS", default=262_144)
+MAX_FORMAT_DEPTH = env.int("MAX_FORMAT_DEPTH", default=32)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
