@@ -1,6 +1,8 @@
 """Rendering hostile model output and stored records: never a huge page, never a frozen worker.
 
-Deep JSON is shown as received, not re-indented with the square of its depth.
+Deep JSON is shown as received, not re-indented with the square of its depth;
+code is highlighted only within a size and time budget; and a reply's HTML is
+cached, so a public share page does not render it per view.
 """
 
 import json
@@ -10,11 +12,13 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from chat.models import ApiCall, Share
+from chat import markdown
+from chat.models import ApiCall, Message, Share
 from tests.helpers import send
 
 DEPTH = 9_000
 DEEP_JSON = "[" * DEPTH + "]" * DEPTH  # 18 KB; indented, about 162 MB
+USD_FENCE = "```usd\n" + "-" * 48_000 + "\n```"  # about a minute for Pygments' usd lexer
 
 
 def share_it(client: Client, conversation) -> Share:
@@ -113,3 +117,89 @@ def test_json_a_little_too_large_to_format_is_shown_as_received(
 
     assert "Shown as received: too large to format" in page
     assert body.replace('"', "&quot;") in page
+
+
+def test_a_48_kb_usd_fence_renders_within_a_second():
+    start = time.perf_counter()
+    html = markdown.render_markdown(USD_FENCE)
+    seconds = time.perf_counter() - start
+
+    assert seconds < 1, f"{seconds:.1f} s"
+    assert "-" * 48_000 in html  # shown, as plain code
+
+
+def test_code_in_a_language_off_the_allowlist_is_shown_plain(settings):
+    settings.HIGHLIGHT_LANGUAGES = ["json"]
+
+    html = markdown.render_markdown("```python\ndef f(): pass\n```\n\n```json\n[1]\n```")
+
+    assert '<code class="language-python">def f(): pass' in html
+    assert '<span class="p">[</span>' in html
+
+
+def test_highlighting_stops_at_the_time_budget_and_the_code_stays(settings):
+    settings.HIGHLIGHT_TIME_BUDGET = 0.05
+    settings.HIGHLIGHT_LANGUAGES = ["python"]
+    slow = "\n \n" * 6_000  # Pygments' Python lexer is quadratic on lines of blanks
+
+    start = time.perf_counter()
+    html = markdown.render_markdown(f"```python\nx = 1{slow}\n```")
+
+    assert time.perf_counter() - start < 1
+    assert '<code class="language-python">x = 1' in html  # not highlighted
+
+
+def test_a_block_over_the_highlight_size_is_shown_plain(settings):
+    settings.MAX_HIGHLIGHT_CHARS = 100
+
+    html = markdown.render_markdown("```python\n" + "x = 1\n" * 50 + "```")
+
+    assert '<code class="language-python">x = 1\n' in html
+
+
+def test_markdown_over_the_size_limit_is_shown_as_received(settings):
+    settings.MAX_MARKDOWN_CHARS = 1_000
+    text = "**not bold** <b>" + "x" * 1_000
+
+    html = markdown.render_markdown(text)
+
+    assert "Shown as received: too large to format" in html
+    assert "**not bold** &lt;b&gt;" + "x" * 1_000 in html
+    assert "<strong>" not in html
+
+
+def test_markdown_nested_past_what_the_parser_renders_is_shown_as_received():
+    """markdown-it drops what is nested deeper than its limit: show the text instead."""
+    text = ">" * 30 + " hidden words"
+
+    html = markdown.render_markdown(text)
+
+    assert "hidden words" in html
+    assert "Shown as received: too deep to format" in html
+
+
+@pytest.mark.django_db
+def test_repeated_views_of_a_shared_24_kb_reply_render_it_once(alice_client, conversation):
+    send(alice_client, conversation, "Hello")
+    code = "```python\n" + "def f(x):\n    return [i * 2 for i in range(x)]\n" * 520 + "```"
+    assert len(code) > 24_000
+    Message.objects.filter(role=Message.Role.ASSISTANT).update(content=code)
+    share = share_it(alice_client, conversation)
+    Client().get(share.get_absolute_url())
+    before = markdown.cache_info()
+
+    response = Client().get(share.get_absolute_url())
+
+    after = markdown.cache_info()
+    assert response.status_code == 200
+    assert '<span class="k">def</span>' in response.content.decode()
+    assert after.misses == before.misses  # nothing rendered again
+    assert after.hits > before.hits
+
+
+def test_the_render_cache_is_bounded_by_size(settings):
+    settings.MARKDOWN_CACHE_BYTES = 100_000
+    for n in range(20):
+        markdown.render_markdown(f"reply {n} " + "word " * 2_000)  # about 10 KB each
+
+    assert markdown.cache_info().bytes <= 100_000
