@@ -1,10 +1,13 @@
 """Rendering hostile model output and stored records: never a huge page, never a frozen worker.
 
 Deep JSON is shown as received, not re-indented with the square of its depth;
-code is highlighted only within a size and time budget; and a reply's HTML is
-cached, so a public share page does not render it per view.
+code is highlighted only within a size and time budget; the final render of a
+streamed reply runs off the database thread every stream waits on; and a
+reply's HTML is cached, so a public share page does not render it per view.
 """
 
+import asyncio
+import itertools
 import json
 import time
 
@@ -14,7 +17,15 @@ from django.urls import reverse
 
 from chat import markdown
 from chat.models import ApiCall, Message, Share
-from tests.helpers import send
+from tests.helpers import form_data, on_event_loop, send
+from tests.test_streaming_asgi import (
+    Browser,
+    close_database_thread_connection,
+    deltas,
+    session_cookie,
+)
+
+__all__ = ["close_database_thread_connection", "session_cookie"]  # fixtures used below
 
 DEPTH = 9_000
 DEEP_JSON = "[" * DEPTH + "]" * DEPTH  # 18 KB; indented, about 162 MB
@@ -203,3 +214,74 @@ def test_the_render_cache_is_bounded_by_size(settings):
         markdown.render_markdown(f"reply {n} " + "word " * 2_000)  # about 10 KB each
 
     assert markdown.cache_info().bytes <= 100_000
+
+
+# --- Streams: the final render does not hold up other streams --------------------
+
+
+def longest_gap(times: list[float]) -> float:
+    return max(later - earlier for earlier, later in itertools.pairwise(times))
+
+
+class TimedBrowser(Browser):
+    """A Browser that notes when each part of the response arrived."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.times: list[float] = []
+
+    async def run(self) -> None:
+        self.times.append(time.perf_counter())  # the request goes out
+        await super().run()
+
+    async def _send(self, message: dict) -> None:
+        self.times.append(time.perf_counter())
+        await super()._send(message)
+
+
+def timed_stream(conversation, session, fault: str, content: str) -> TimedBrowser:
+    path = reverse("message_stream", args=[conversation.public_id])
+    extra = json.dumps({"demo_fault": fault})
+    return TimedBrowser(path, form_data(content, extra_params=extra), session)
+
+
+def other_stream_while_one_renders(conversation, session, slow_fault: str):
+    """Stream a reply that is slow to render; once its text is in, stream another
+    reply and return both browsers when they are done."""
+    slow = timed_stream(conversation, session, slow_fault, "Slow")
+    other = timed_stream(conversation, session, "pace=0.02", "Other")
+
+    async def scenario():
+        slow_task = asyncio.create_task(slow.run())
+        while not deltas(slow).endswith("```\n"):
+            await slow.next_event("delta")
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # the slow reply's text is all in: its end is rendering
+        await other.run()
+        await asyncio.wait_for(slow_task, timeout=120)
+
+    on_event_loop(scenario)
+    return slow, other
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reply_slow_to_highlight_does_not_hold_another_stream(conversation, session_cookie):
+    slow, other = other_stream_while_one_renders(conversation, session_cookie, "slow_lexer=48000")
+
+    assert [kind for kind, _ in other.events][-1] == "done"
+    assert longest_gap(other.times) < 1, f"{longest_gap(other.times):.1f} s"
+    assert "-" * 48_000 in slow.events[-1][1]["html"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reply_slow_to_render_is_rendered_off_the_database_thread(
+    conversation, session_cookie, settings
+):
+    """Even a render the budget allows to be slow does not hold the other stream."""
+    settings.HIGHLIGHT_LANGUAGES = ["usd"]
+    settings.HIGHLIGHT_TIME_BUDGET = 60
+    slow, other = other_stream_while_one_renders(conversation, session_cookie, "slow_lexer=9000")
+
+    assert [kind for kind, _ in other.events][-1] == "done"
+    assert longest_gap(other.times) < 1, f"{longest_gap(other.times):.1f} s"
+    assert '<span class="' in slow.events[-1][1]["html"]  # it was highlighted, slowly
