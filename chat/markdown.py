@@ -68,16 +68,17 @@ def _highlight(code: str, language: str, _attrs: str) -> str:
 
 
 def _allowed_lexer(language: str) -> Lexer | None:
-    lexer = _lexer(language)
+    # Only allowlisted names are looked up: a message may name thousands of others.
+    name = language.lower()
     allowed = _allowed_aliases(tuple(settings.HIGHLIGHT_LANGUAGES))
-    return lexer if lexer is not None and lexer.aliases[0] in allowed else None
+    return _lexer(name) if name in allowed else None
 
 
 @lru_cache(maxsize=8)
 def _allowed_aliases(languages: tuple[str, ...]) -> frozenset[str]:
-    """The allowlist by each lexer's first alias, so that "py" counts as "python"."""
-    lexers = (_lexer(language) for language in languages)
-    return frozenset(lexer.aliases[0] for lexer in lexers if lexer is not None)
+    """Every alias of each allowlisted lexer, so that "py" counts as "python"."""
+    lexers = (_lexer(language.lower()) for language in languages)
+    return frozenset(alias for lexer in lexers if lexer is not None for alias in lexer.aliases)
 
 
 @lru_cache(maxsize=64)
