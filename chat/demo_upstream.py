@@ -95,6 +95,9 @@ Keys:
 ``set_cookie``
     Answer with ``Set-Cookie: demo_visitor=<random>; Path=/``, as a CDN in front of a
     provider does. A client that keeps it sends it back with its later requests.
+``slow_lexer=N``
+    The reply's text is a code fence marked ``usd`` holding about N bytes of input that takes
+    Pygments' ``usd`` lexer time growing with the square of N (a run of ``-``).
 
 A chunk count N larger than the reply counts as "after the last content chunk". Keys that
 only make sense for streams are ignored on non-streamed requests. An unknown key, a missing
@@ -206,6 +209,7 @@ class FaultSpec:
     error_event_after: int | None = None
     redirect: bool = False
     set_cookie: bool = False
+    slow_lexer: int | None = None
 
 
 def _non_negative_int(key: str, value: str) -> int:
@@ -247,6 +251,7 @@ _FAULT_KEYS: dict[str, Any] = {
     "stall_after": _non_negative_int,
     "stall": _non_negative_float,
     "error_event_after": _non_negative_int,
+    "slow_lexer": _non_negative_int,
     "malformed": None,
     "empty_choices": None,
     "no_end": None,
@@ -1012,6 +1017,8 @@ class ChatExchange:
             self.handler._send_error(400, problem)
             return
         reply = build_reply(self.payload)
+        if fault.slow_lexer is not None:
+            reply = replace(reply, content=f"```usd\n{'-' * fault.slow_lexer}\n```\n")
         if self.payload.get("stream") is True:
             self._stream(reply, fault)
         else:

@@ -227,6 +227,34 @@ SIGNUPS_PER_IP_PER_HOUR = env.int("SIGNUPS_PER_IP_PER_HOUR", default=10)
 # Empty: the connection's own address. Only set it when a proxy always sets it.
 CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="")
 
+# --- Limits on formatting ----------------------------------------------------
+# Model output and stored records are formatted for reading only within these
+# bounds (chat/formatting.py, chat/markdown.py); past them the exact text is shown
+# as received, with a note saying why, and code is shown plain.
+MAX_FORMAT_CHARS = env.int("MAX_FORMAT_CHARS", default=262_144)
+MAX_FORMAT_DEPTH = env.int("MAX_FORMAT_DEPTH", default=32)
+MAX_MARKDOWN_CHARS = env.int("MAX_MARKDOWN_CHARS", default=131_072)
+MAX_HIGHLIGHT_CHARS = env.int("MAX_HIGHLIGHT_CHARS", default=65_536)
+HIGHLIGHT_TIME_BUDGET = env.float("HIGHLIGHT_TIME_BUDGET", default=0.5)
+# The common languages whose Pygments lexer never spends long on one token of
+# hostile input, so that the time budget holds (bench/highlight_lexers.py; it
+# refused ini, console, matlab and ocaml: one token took 20-50 s). Any alias counts.
+HIGHLIGHT_LANGUAGES = env.list(
+    "HIGHLIGHT_LANGUAGES",
+    default=[
+        "python", "javascript", "typescript", "jsx", "tsx", "json", "json5", "yaml", "toml",
+        "bash", "powershell", "batch", "html", "xml", "css", "scss", "sass", "less", "sql",
+        "postgresql", "mysql", "c", "cpp", "csharp", "java", "kotlin", "go", "rust", "ruby",
+        "php", "swift", "scala", "haskell", "lua", "perl", "r", "dart", "docker", "make",
+        "diff", "markdown", "text", "graphql", "nginx", "elixir", "erlang", "julia",
+        "objective-c", "latex", "zig", "clojure", "fsharp", "vbnet", "groovy", "terraform",
+        "protobuf", "cmake", "nix", "solidity", "nasm", "wast", "django", "properties",
+        "apacheconf", "http", "rst", "fortran", "pascal", "scheme", "lisp", "elm", "d",
+        "verilog", "awk", "vim", "tcl", "coffeescript",
+    ],
+)  # fmt: skip
+MARKDOWN_CACHE_BYTES = env.int("MARKDOWN_CACHE_BYTES", default=33_554_432)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
