@@ -11,6 +11,7 @@ import os
 import time
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
@@ -449,4 +450,59 @@ def test_any_stream_ends_the_reply_without_a_500(
 
     assert events_seen[-1][0] == "done"
     assert_nothing_half_saved(reply, {Message.Status.COMPLETE, Message.Status.INTERRUPTED})
+    assert_pages_answer(alice_client, conversation, reply)
+
+
+# --- A final save the database refuses still ends the reply -------------------
+
+REFUSED_MARK = "REFUSE-ME"
+
+
+@pytest.fixture
+def database_refuses_the_mark():
+    """Triggers that make the database refuse any update writing REFUSED_MARK into a
+    reply's text or a call's raw response (as PostgreSQL refuses a NUL)."""
+    tables = {"chat_message": "content", "chat_apicall": "response_body"}
+    with connection.cursor() as cursor:
+        for table, column in tables.items():
+            if connection.vendor == "postgresql":
+                cursor.execute(
+                    f"CREATE FUNCTION refuse_{table}() RETURNS trigger AS $$ BEGIN "
+                    f"IF NEW.{column} LIKE '%{REFUSED_MARK}%' THEN "
+                    "RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END; "
+                    "$$ LANGUAGE plpgsql"
+                )
+                cursor.execute(
+                    f"CREATE TRIGGER refuse_{table} BEFORE UPDATE ON {table} "
+                    f"FOR EACH ROW EXECUTE FUNCTION refuse_{table}()"
+                )
+            else:
+                cursor.execute(
+                    f"CREATE TRIGGER refuse_{table} BEFORE UPDATE ON {table} "
+                    f"WHEN NEW.{column} LIKE '%{REFUSED_MARK}%' "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+                )
+    yield  # the test's transaction is rolled back, triggers included
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["reply", "stream"])
+def test_a_reply_whose_final_save_is_refused_still_ends(
+    alice_client, conversation, database_refuses_the_mark, streamed
+):
+    url = reverse("message_stream" if streamed else "message_send", args=[conversation.public_id])
+    response = alice_client.post(url, form_data(f"Please say {REFUSED_MARK}"))
+    if streamed:
+        assert list(response.streaming_content)
+    else:
+        assert response.status_code == 302
+
+    reply = Message.objects.get(role="assistant")
+    assert reply.status == Message.Status.FAILED
+    assert reply.content == ""
+    call = last_call(reply)
+    assert call.status == ApiCall.Status.FAILED
+    assert call.error_message == (
+        "The database refused this call's full record (the error was logged); "
+        "only this summary was kept."
+    )
     assert_pages_answer(alice_client, conversation, reply)
