@@ -14,6 +14,8 @@ from django.conf import settings
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from . import storable
+
 
 def too_deep(limit: int) -> str:
     return f"too deep to format (more than {limit:,} levels)"
@@ -90,11 +92,13 @@ def _indented(value: Any, limit: int) -> str | None:
         if size > limit:
             return None
         parts.append(part)
-    return "".join(parts)
+    # Decoding a raw body's "\ud800" escape gives a lone surrogate, which the page
+    # cannot encode: the indented copy gets U+FFFD (the text as received keeps the escape).
+    return storable.text("".join(parts))
 
 
 def _compact(value: Any) -> str:
     try:
-        return json.dumps(value, ensure_ascii=False)
+        return storable.text(json.dumps(value, ensure_ascii=False))
     except RecursionError:  # deeper than the encoder goes: nothing to show but the note
         return ""

@@ -10,6 +10,7 @@ from typing import Any
 
 UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def problem(value: Any) -> str:
@@ -33,5 +34,27 @@ def problem(value: Any) -> str:
 
 
 def text(value: str) -> str:
-    """`value` with each NUL and unpaired surrogate replaced by U+FFFD."""
-    return UNSTORABLE.sub(REPLACEMENT, value) if UNSTORABLE.search(value) else value
+    """`value` with each NUL and unpaired surrogate replaced by U+FFFD.
+
+    The one way text that came from outside is made storable: every string from the
+    upstream that is stored goes through here (raw bodies keep their JSON escapes, so
+    nothing received is lost), and so does what an import or an export carries.
+    """
+    if "\x00" in value:
+        value = value.replace("\x00", REPLACEMENT)
+    if not value.isascii() and _SURROGATE.search(value):
+        # A pair split across two pieces (two stream deltas) joins up again; a lone half
+        # is replaced.
+        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
+
+
+def json_value(value: Any) -> Any:
+    """`value` (decoded JSON) with every string, keys included, made storable."""
+    if isinstance(value, str):
+        return text(value)
+    if isinstance(value, dict):
+        return {text(str(key)): json_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_value(item) for item in value]
+    return value

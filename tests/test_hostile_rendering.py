@@ -261,7 +261,7 @@ def other_stream_while_one_renders(conversation, session, slow_fault: str):
 
     async def scenario():
         slow_task = asyncio.create_task(slow.run())
-        while not deltas(slow).endswith("```\n"):
+        while not deltas(slow).rstrip().endswith("```"):
             await slow.next_event("delta")
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.2)  # the slow reply's text is all in: its end is rendering
