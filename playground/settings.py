@@ -169,6 +169,13 @@ UPSTREAM_FALLBACK_MODELS = env.list(
 )
 DEFAULT_MODEL = env.str("DEFAULT_MODEL", default="anthropic/claude-sonnet-4.5")
 
+# --- Limits on what the upstream sends ---------------------------------------
+# Decompressed bytes of one reply, streamed or not: past it a stream ends
+# Interrupted (the text so far kept), a non-streamed reply Failed.
+UPSTREAM_MAX_REPLY_BYTES = env.int("UPSTREAM_MAX_REPLY_BYTES", default=8 * 1024 * 1024)
+# Seconds one reply may take from the request to its last byte, streamed or not.
+UPSTREAM_MAX_STREAM_SECONDS = env.float("UPSTREAM_MAX_STREAM_SECONDS", default=900.0)
+
 # --- Limits on the catalogue and schema documents ---------------------------
 # Both come from the upstream and are untrusted input (chat/client.py, chat/catalogue.py).
 UPSTREAM_MAX_MODELS = env.int("UPSTREAM_MAX_MODELS", default=1_000)
