@@ -438,7 +438,8 @@ class Demo:
                 str(CHUNK_DELAY),
             ],
             cwd=ROOT,
-            env={**os.environ, "DJANGO_SETTINGS_MODULE": "playground.settings"},
+            # The app's settings (DEBUG off, a SECRET_KEY): the command loads them.
+            env=app_environment(Path(tempfile.gettempdir()), self.port),
             stdout=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
