@@ -6,6 +6,10 @@ PORT ?= 8000
 
 .PHONY: run test lint format check serve demo screenshot chromium clean
 
+# Development is asked for, never assumed: DEBUG is off unless set (playground/settings.py).
+# These targets turn it on (a DEBUG in the environment still wins); `serve` refuses it.
+run test lint format demo screenshot: export DEBUG ?= true
+
 $(PY):
 	"$$(scripts/find-python)" -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -54,6 +58,7 @@ demo: $(VENV)/.runtime
 
 ## serve: the production server (see docs/deploy.md); needs SECRET_KEY, DEBUG=false, ALLOWED_HOSTS
 serve: $(VENV)/.runtime
+	@$(PY) -c "import playground.asgi"  # refuses DEBUG=true with a message, before anything runs
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput
 	$(VENV)/bin/uvicorn playground.asgi:application --host "$${HOST:-0.0.0.0}" --port "$${PORT:-8000}" \

@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q
 
 from . import services
@@ -156,20 +156,20 @@ def reply_regenerate_start(
     # Regenerate posts the chat form's token; stored as it is, it would block the Send that
     # reuses it when a regeneration's stream broke before the page got a fresh one.
     idempotency_key = REGENERATE_KEY_PREFIX + idempotency_key
-    try:
-        with transaction.atomic():
-            new_reply = services.reply_placeholder(
-                conversation=conversation, parent=reply.parent, idempotency_key=idempotency_key
-            )
-            services.generation_commit(
-                conversation=conversation, leaf=new_reply, parameters=parameters
-            )
-    except IntegrityError:
-        existing = _regenerated_for_key(conversation, idempotency_key)
-        if existing is None:
-            raise ValidationError(services.KEY_REUSED) from None
-        return existing, False
-    return new_reply, True
+
+    def insert() -> Message:
+        new_reply = services.reply_placeholder(
+            conversation=conversation, parent=reply.parent, idempotency_key=idempotency_key
+        )
+        services.generation_commit(conversation=conversation, leaf=new_reply, parameters=parameters)
+        return new_reply
+
+    return services.start_once(
+        insert,
+        existing=lambda: _regenerated_for_key(conversation, idempotency_key),
+        conversation=conversation,
+        idempotency_key=idempotency_key,
+    )
 
 
 def _regenerated_for_key(conversation: Conversation, idempotency_key: str) -> Message | None:

@@ -14,6 +14,7 @@ import ssl
 import threading
 import time
 import weakref
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -91,6 +92,114 @@ class UpstreamError(Exception):
     @property
     def retry_after(self) -> float | None:
         return parse_retry_after(header(self.headers, "Retry-After"))
+
+
+def _megabytes(limit: int) -> str:
+    return f"{limit / (1024 * 1024):g} MB"
+
+
+class BoundedDecoder:
+    """Undoes a response's Content-Encoding without ever holding more than `limit` bytes.
+
+    Neither urllib3 nor httpx bounds decompression: a 100 KB gzip body becomes
+    100 MB in one call. zlib's `max_length` stops the output at `limit` + 1 bytes,
+    whatever the input, so a bomb costs no more memory than an honest reply.
+    Used by every read of an upstream body, streamed or not.
+    """
+
+    def __init__(self, encoding: str | None, *, limit: int, what: str) -> None:
+        self.limit = limit
+        self.what = what
+        self.total = 0  # decoded bytes so far
+        name = (encoding or "identity").strip().lower()
+        if name in {"", "identity"}:
+            self._zlib = None
+        elif name in {"gzip", "x-gzip"}:
+            self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif name == "deflate":
+            self._zlib = zlib.decompressobj(zlib.MAX_WBITS)
+        else:
+            raise UpstreamError(
+                "bad_encoding",
+                f"{what} came with Content-Encoding {name[:40]!r}, which is not decoded here "
+                "(only gzip and deflate are asked for).",
+            )
+        self._name = name
+        self._deflate_tried_raw = name != "deflate"
+
+    def feed(self, data: bytes) -> bytes:
+        """The decoded bytes `data` adds; UpstreamError("too_big") once past the limit."""
+        if self._zlib is None:
+            self._count(len(data))
+            return data
+        pieces = []
+        while data and not self._zlib.eof:
+            try:
+                # At most one byte past the limit: enough to know it was passed.
+                out = self._zlib.decompress(data, self.limit - self.total + 1)
+            except zlib.error:
+                if not self._deflate_tried_raw and self.total == 0:
+                    # Some servers send raw deflate without the zlib header (urllib3 allows it).
+                    self._deflate_tried_raw = True
+                    self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+                    continue
+                raise UpstreamError(
+                    "bad_encoding", f"{self.what} is not valid {self._name} data."
+                ) from None
+            self._deflate_tried_raw = True
+            self._count(len(out))
+            pieces.append(out)
+            data = self._zlib.unconsumed_tail
+        return b"".join(pieces)
+
+    def _count(self, size: int) -> None:
+        self.total += size
+        if self.total > self.limit:
+            raise UpstreamError(
+                "too_big",
+                f"{self.what} passed the {_megabytes(self.limit)} limit, "
+                "so it was not read further.",
+            )
+
+
+def read_limited(
+    response: requests.Response, *, limit: int, deadline: float | None, what: str
+) -> bytes:
+    """The whole body of `response` (sent with stream=True), decoded, at most `limit` bytes.
+
+    `deadline` (a time.monotonic() value) bounds the whole read, not each socket
+    read as the read timeout does: a body sent a byte at a time must end too.
+    Raises UpstreamError ("too_big", "timeout", "bad_encoding", "broken"), with
+    `what` (e.g. "The reply") naming the body in its message; the response is
+    closed then, since its connection still holds unread bytes.
+    """
+    decoder = BoundedDecoder(response.headers.get("Content-Encoding"), limit=limit, what=what)
+    pieces = []
+    try:
+        while True:
+            if deadline is not None and time.monotonic() > deadline:
+                raise UpstreamError(
+                    "timeout", f"{what} took too long to arrive, so it was not read further."
+                )
+            # read1: what has arrived (up to the size), so the deadline is checked often.
+            data = response.raw.read1(65536, decode_content=False)
+            if not data:
+                break
+            pieces.append(decoder.feed(data))
+    except UpstreamError:
+        response.close()
+        raise
+    except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
+        response.close()
+        raise UpstreamError(
+            "timeout",
+            f"{what} stalled: nothing arrived for {settings.UPSTREAM_READ_TIMEOUT:g} s "
+            "(the read timeout).",
+        ) from None
+    except (urllib3.exceptions.HTTPError, OSError, ValueError):
+        response.close()
+        raise UpstreamError("broken", f"{what} broke off before it was complete.") from None
+    return b"".join(pieces)
 
 
 @dataclass(frozen=True)

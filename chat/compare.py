@@ -8,7 +8,7 @@ columns only record the grouping and each column's parameters.
 """
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from . import branches, limits, services
 from .models import CompareColumn, CompareRun, Conversation, Message
@@ -63,15 +63,12 @@ def compare_start(
     services.messages_check_room(conversation=conversation, adding=1 + len(parameter_sets))
     # Each column is a call: a 4-column run counts 4 against the per-minute limit.
     limits.upstream_calls_take(user_id=conversation.owner_id, calls=len(parameter_sets))
-    try:
-        with transaction.atomic():
-            run = _run_create(conversation, content, idempotency_key, parameter_sets, claim)
-    except IntegrityError:
-        existing = _run_for_key(conversation, idempotency_key)
-        if existing is None:
-            raise ValidationError(services.KEY_REUSED) from None
-        return existing, False
-    return run, True
+    return services.start_once(
+        lambda: _run_create(conversation, content, idempotency_key, parameter_sets, claim),
+        existing=lambda: _run_for_key(conversation, idempotency_key),
+        conversation=conversation,
+        idempotency_key=idempotency_key,
+    )
 
 
 def _run_create(

@@ -7,6 +7,8 @@ import of that snapshot, so there is one reader and one writer for all three.
 Import trusts nothing in the file: ids only link messages within the file,
 owners and file names are never read, every value is checked against the same
 bounds as the forms, and the whole file is saved in one transaction or not at all.
+A NUL character or an unpaired surrogate, which no database stores, becomes U+FFFD
+both ways.
 """
 
 import json
@@ -19,7 +21,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import client
+from . import client, storable
 from .forms import ParametersForm
 from .models import ApiCall, CompareColumn, CompareRun, Conversation, Message
 
@@ -87,7 +89,7 @@ def conversation_document(
         calls_by_message[call.message_id].append(call)
     leaf_id = conversation.current_leaf_id if leaf is None else leaf.id
     ids = {message.id: str(message.public_id) for message in messages}
-    return {
+    document = {
         "title": conversation.title,
         "model": conversation.model,
         "system_prompt": conversation.system_prompt,
@@ -109,6 +111,8 @@ def conversation_document(
             for message in messages
         ],
     }
+    # Text stored before it was made storable (SQLite keeps a NUL) leaves as U+FFFD.
+    return storable_copy(document)
 
 
 def _compare_runs_document(messages: list[Message], ids: dict[int, str]) -> list[dict[str, Any]]:
@@ -207,34 +211,47 @@ def parse_export(data: bytes) -> list[dict[str, Any]]:
         ) from None
     except RecursionError:
         raise ImportRejected(f"The file nests deeper than {MAX_JSON_DEPTH} levels.") from None
-    _check_depth_and_text(document)
-    return _envelope_read(document)
+    return _envelope_read(storable_copy(document, max_depth=MAX_JSON_DEPTH))
 
 
 def conversation_import(*, owner: Any, document: Any) -> Conversation:
     """One conversation in the export format (a share's snapshot), checked, for `owner`."""
-    _check_depth_and_text(document)
+    document = storable_copy(document, max_depth=MAX_JSON_DEPTH, path="conversation")
     checked = conversation_read(document, "conversation")
     with transaction.atomic():
         return _conversation_create(owner, checked)
 
 
-def _check_depth_and_text(value: Any) -> None:
-    """No absurd nesting, and no NUL characters (PostgreSQL cannot store them)."""
-    stack = [(value, "file", 0)]
+def storable_copy(value: Any, *, max_depth: int | None = None, path: str = "file") -> Any:
+    """A copy of a parsed JSON value whose every string and key the databases can store.
+
+    Each NUL and unpaired surrogate becomes U+FFFD, on the way out (export, share
+    snapshots) and on the way in (import, continue), so that whatever one
+    Playground wrote, any Playground reads. With `max_depth`, deeper nesting is
+    refused. Iterative: a hostile file can nest thousands deep.
+    """
+    if not isinstance(value, dict | list):
+        return storable.text(value) if isinstance(value, str) else value
+    root: dict | list = {} if isinstance(value, dict) else []
+    stack = [(value, root, path, 0)]
     while stack:
-        item, path, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            raise ImportRejected(f"{path}: nests deeper than {MAX_JSON_DEPTH} levels.")
-        if isinstance(item, str) and "\x00" in item:
-            raise ImportRejected(f"{path}: contains a NUL character.")
-        if isinstance(item, dict):
-            for key, child in item.items():
-                if "\x00" in key:
-                    raise ImportRejected(f"{path}: a key contains a NUL character.")
-                stack.append((child, f"{path}.{key}", depth + 1))
-        elif isinstance(item, list):
-            stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
+        source, target, where, depth = stack.pop()
+        pairs = source.items() if isinstance(source, dict) else enumerate(source)
+        for key, child in pairs:
+            if max_depth is not None and depth + 1 > max_depth:
+                here = f"{where}.{key}" if isinstance(source, dict) else f"{where}[{key}]"
+                raise ImportRejected(f"{here}: nests deeper than {max_depth} levels.")
+            if isinstance(child, dict | list):
+                copy = {} if isinstance(child, dict) else []
+                here = f"{where}.{key}" if isinstance(source, dict) else f"{where}[{key}]"
+                stack.append((child, copy, here, depth + 1))
+            else:
+                copy = storable.text(child) if isinstance(child, str) else child
+            if isinstance(target, dict):
+                target[storable.text(key)] = copy
+            else:
+                target.append(copy)
+    return root
 
 
 def _envelope_read(document: Any) -> list[dict[str, Any]]:

@@ -241,7 +241,8 @@ class MessageForm(forms.Form):
 
 
 class ShareForm(forms.Form):
-    """Options for a share link: how long it lives and whether it shows the raw calls."""
+    """Options for a share link: how long it lives, whether it shows the raw calls, and
+    whether those show the upstream's response headers (off unless chosen)."""
 
     EXPIRY_CHOICES = {
         "": "Never expires",
@@ -261,6 +262,9 @@ class ShareForm(forms.Form):
     expires_in = forms.ChoiceField(label="Expiry", choices=EXPIRY_CHOICES, required=False)
     show_inspector = forms.BooleanField(
         label="Show the raw JSON and Get code", required=False, initial=True
+    )
+    show_response_headers = forms.BooleanField(
+        label="With the upstream's response headers", required=False, initial=False
     )
 
     def clean_expires_in(self) -> timedelta | None:

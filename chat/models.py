@@ -344,6 +344,11 @@ class Share(models.Model):
     show_inspector = models.BooleanField(
         default=True, help_text="Show each call's raw JSON and Get code on the shared page."
     )
+    # Off unless the owner shows them: the upstream's headers can name its account,
+    # organisation, rate limits and request ids, which a reader has no need of.
+    show_response_headers = models.BooleanField(
+        default=False, help_text="Show the upstream's response headers with the raw JSON."
+    )
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
@@ -369,6 +374,60 @@ class Share(models.Model):
         if self.expires_at is not None and self.expires_at <= timezone.now():
             return self.State.EXPIRED
         return self.State.ACTIVE
+
+
+def new_invitation_token() -> str:
+    """256 random bits, URL-safe: whoever holds the link may make one account."""
+    return secrets.token_urlsafe(32)
+
+
+class Invitation(models.Model):
+    """A one-time sign-up link, made by an operator with `manage.py invite`.
+
+    With SIGNUP_MODE=invite only its holder can sign up, once: the account made
+    with it is recorded, and the link then stops working.
+    """
+
+    class State(models.TextChoices):
+        OPEN = "open", "Not used yet"
+        USED = "used", "Used"
+        EXPIRED = "expired", "Expired"
+
+    token = models.CharField(
+        max_length=64, unique=True, default=new_invitation_token, editable=False
+    )
+    note = models.CharField(max_length=200, blank=True, help_text="Who it is for (the operator's).")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+    used_by = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="invitation",
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(used_by__isnull=True) | Q(used_at__isnull=False),
+                name="invitation_used_by_has_used_at",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Invitation {self.token[:6]}… ({self.state.label})"
+
+    @property
+    def state(self) -> "Invitation.State":
+        if self.used_at is not None:
+            return self.State.USED
+        if self.expires_at is not None and self.expires_at <= timezone.now():
+            return self.State.EXPIRED
+        return self.State.OPEN
 
 
 class Preset(PanelParameters):

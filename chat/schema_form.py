@@ -19,11 +19,13 @@ JSON) always stop a submit, since there is nothing sensible to send.
 """
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from django import forms
 
+from . import storable
 from .catalogue import ModelSchema
 
 FIELD_PREFIX = "schema__"
@@ -326,20 +328,47 @@ def _parses_as_json(text: str) -> bool:
 
 
 def parse_json(text: str, *, name: str, max_bytes: int, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """JSON a user typed, or a ValidationError that says what is wrong with it."""
-    if len(text.encode()) > max_bytes:
+    """JSON a user typed, or a ValidationError that says what is wrong with it.
+
+    Strict JSON: Python's parser also takes NaN and Infinity (and turns 1e400 into
+    infinity), which neither database stores nor the upstream parses; and neither
+    database stores a NUL character or an unpaired surrogate, which JSON escapes
+    can spell (a lone surrogate cannot even be written into the page as UTF-8).
+    """
+    if len(text.encode(errors="surrogatepass")) > max_bytes:
         raise forms.ValidationError(f"{name}: at most {max_bytes:,} bytes.")
     too_deep = f"{name}: nests deeper than {max_depth} levels."
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except _NotStrictJson as error:
+        raise forms.ValidationError(f"{name}: {error}") from None
     except json.JSONDecodeError as error:
         raise forms.ValidationError(
             f"Not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})."
         ) from None
+    except ValueError:  # an integer past Python's conversion limit (thousands of digits)
+        raise forms.ValidationError(f"{name}: a number has too many digits.") from None
     except RecursionError:
         raise forms.ValidationError(too_deep) from None
     if json_depth(value) > max_depth:
         raise forms.ValidationError(too_deep)
+    if problem := storable.problem(value):
+        raise forms.ValidationError(f"{name}: {problem}")
+    return value
+
+
+class _NotStrictJson(ValueError):
+    pass
+
+
+def _refuse_constant(constant: str) -> Any:
+    raise _NotStrictJson(f"{constant} is not a JSON number; write a number or null.")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotStrictJson(f"{text} is too large for a number; write a smaller one.")
     return value
 
 

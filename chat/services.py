@@ -20,7 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from . import client, database_thread, limits
@@ -45,6 +45,12 @@ StreamUpdate = tuple[str, dict[str, Any]]
 PANEL_FIELDS = PanelParameters.field_names()
 # A form token already used by another kind of submit (only a hand-made form does that).
 KEY_REUSED = "This form was already submitted. Reload the page and try again."
+# A start the database refused for another reason: nothing was saved or sent.
+START_REFUSED = (
+    "This could not be saved (the database refused a value in it), so nothing was sent. "
+    "Check the parameters for unusual values, then try again."
+)
+START_BUSY = "The database is busy with another change, so nothing was sent. Try again in a moment."
 
 
 # --- Conversations -----------------------------------------------------------
@@ -224,31 +230,68 @@ def exchange_start(
     before: the insert fails, nothing is kept, and no call is counted. The parent
     goes in by its id: loading it would be one more query before a streamed call.
     """
+
+    def insert() -> Message:
+        user_message = Message.objects.create(
+            conversation=conversation,
+            parent_id=parent_id,
+            role=Message.Role.USER,
+            content=content,
+            idempotency_key=idempotency_key,
+            raw_request=raw_request,
+        )
+        reply = reply_placeholder(conversation=conversation, parent=user_message)
+        untitled = conversation.title == Conversation._meta.get_field("title").default
+        generation_commit(
+            conversation=conversation,
+            leaf=reply,
+            parameters=parameters,
+            title=title_from(content) if untitled else None,
+        )
+        return reply
+
+    return start_once(
+        insert,
+        existing=lambda: _reply_for_key(conversation, idempotency_key),
+        conversation=conversation,
+        idempotency_key=idempotency_key,
+    )
+
+
+def start_once[T](
+    insert: Callable[[], T],
+    *,
+    existing: Callable[[], T | None],
+    conversation: Conversation,
+    idempotency_key: str,
+) -> tuple[T, bool]:
+    """Run `insert` in a transaction; (its result, True), or (what the key started, False).
+
+    Every generating start goes through here. A used key is found by the unique
+    constraint on the insert: `existing` then finds what the first submit started.
+    Any other refusal by the database (a constraint, a value it cannot store, a
+    lock it waited on too long) is logged and becomes a message for the form:
+    nothing was saved, and nothing will be sent.
+    """
     try:
         with transaction.atomic():
-            user_message = Message.objects.create(
-                conversation=conversation,
-                parent_id=parent_id,
-                role=Message.Role.USER,
-                content=content,
-                idempotency_key=idempotency_key,
-                raw_request=raw_request,
-            )
-            reply = reply_placeholder(conversation=conversation, parent=user_message)
-            untitled = conversation.title == Conversation._meta.get_field("title").default
-            generation_commit(
-                conversation=conversation,
-                leaf=reply,
-                parameters=parameters,
-                title=title_from(content) if untitled else None,
-            )
-    except IntegrityError:
-        # This key was used: by an earlier submit, or a concurrent one that won the race.
-        existing = _reply_for_key(conversation, idempotency_key)
-        if existing is None:
-            raise ValidationError(KEY_REUSED) from None
-        return existing, False
-    return reply, True
+            return insert(), True
+    except DatabaseError as error:
+        # The insert set the conversation's new leaf, title and parameters before its save.
+        with contextlib.suppress(DatabaseError, Conversation.DoesNotExist):
+            conversation.refresh_from_db()
+        if isinstance(error, IntegrityError):
+            # This key was used: by an earlier submit, or a concurrent one that won the race.
+            if (found := existing()) is not None:
+                return found, False
+            if conversation.messages.filter(idempotency_key=idempotency_key).exists():
+                raise ValidationError(KEY_REUSED) from None  # by another kind of submit
+        if isinstance(error, OperationalError):  # SQLite's "database is locked", or no database
+            logger.warning("A start could not write to the database: %s", error)
+            raise ValidationError(START_BUSY) from None
+        # A constraint, or a value PostgreSQL cannot store (a DataError).
+        logger.warning("A start was refused by the database: %s", error)
+        raise ValidationError(START_REFUSED) from None
 
 
 def generation_commit(

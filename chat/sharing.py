@@ -18,12 +18,14 @@ def share_create(
     show_inspector: bool,
     expires_in: timedelta | None,
     compare_run: CompareRun | None = None,
+    show_response_headers: bool = False,
 ) -> Share:
     """A new link showing the branch on screen (or one compare run) as it is now."""
     return Share.objects.create(
         conversation=conversation,
         compare_run=compare_run,
         show_inspector=show_inspector,
+        show_response_headers=show_response_headers,
         expires_at=_expiry(expires_in),
         **_snapshot(conversation, compare_run),
     )
@@ -37,12 +39,18 @@ def share_update_snapshot(*, share: Share) -> None:
 
 
 def share_update_settings(
-    *, share: Share, show_inspector: bool, expires_in: timedelta | None, keep_expiry: bool
+    *,
+    share: Share,
+    show_inspector: bool,
+    show_response_headers: bool,
+    expires_in: timedelta | None,
+    keep_expiry: bool,
 ) -> None:
     share.show_inspector = show_inspector
+    share.show_response_headers = show_response_headers
     if not keep_expiry:
         share.expires_at = _expiry(expires_in)
-    share.save(update_fields=["show_inspector", "expires_at", "updated"])
+    share.save(update_fields=["show_inspector", "show_response_headers", "expires_at", "updated"])
 
 
 def share_revoke(*, share: Share) -> None:
@@ -67,13 +75,25 @@ def share_get_live(*, token: str) -> Share:
 def share_continue(*, share: Share, owner: Any) -> Conversation:
     """A new conversation for `owner`, copied from the snapshot; the original is untouched.
 
-    Without the inspector on the link, its raw calls are not copied either.
+    Without the inspector on the link, its raw calls are not copied either, and
+    without its response headers, the calls are copied without them.
     """
     document = share.snapshot
     if not share.show_inspector:
         document = {
             **document,
             "messages": [{**message, "calls": []} for message in document["messages"]],
+        }
+    elif not share.show_response_headers:
+        document = {
+            **document,
+            "messages": [
+                {
+                    **message,
+                    "calls": [{**call, "response_headers": {}} for call in message["calls"]],
+                }
+                for message in document["messages"]
+            ],
         }
     return exports.conversation_import(owner=owner, document=document)
 

@@ -2,6 +2,10 @@
 
 Each snippet posts the same bytes the app sent, to the configured base URL, with a
 key placeholder in place of the real key (as the provider's own examples do).
+
+The URL is always the configured upstream's (`client.chat_url()`), never a
+call's stored one: an imported call's URL is whatever the file said, and a
+share page's snippet would otherwise tell its readers to send their key there.
 """
 
 import json
@@ -9,7 +13,7 @@ import pprint
 import shlex
 from typing import Any
 
-from .client import encode_body
+from .client import chat_url, encode_body
 
 KEY_PLACEHOLDER = "<YOUR_API_KEY>"
 
@@ -72,7 +76,9 @@ def curl_snippet(*, url: str, body: str) -> str:
     )
 
 
-def all_snippets(*, url: str, body: str) -> dict[str, str]:
+def all_snippets(*, body: str) -> dict[str, str]:
+    """The three snippets for a request body, sent to the configured upstream."""
+    url = chat_url()
     return {
         "Python": python_snippet(url=url, body=body),
         "JavaScript": javascript_snippet(url=url, body=body),

@@ -480,7 +480,8 @@ def call_detail(request: HttpRequest, call_id: uuid.UUID) -> HttpResponse:
     context = {
         "call": call,
         "conversation": call.conversation,
-        "snippets": snippets.all_snippets(url=call.url, body=call.request_body),
+        "snippets": snippets.all_snippets(body=call.request_body),
+        "snippet_url": client.chat_url(),  # never the stored URL: an import may set any
     }
     return render(request, "chat/call_detail.html", context)
 
@@ -603,6 +604,7 @@ def _share_create(
         conversation=conversation,
         compare_run=compare_run,
         show_inspector=form.cleaned_data["show_inspector"],
+        show_response_headers=form.cleaned_data["show_response_headers"],
         expires_in=form.cleaned_data["expires_in"],
     )
     return _to_share_list(share)
@@ -618,7 +620,11 @@ def share_list(request: HttpRequest) -> HttpResponse:
     shares = list(sharing.shares_for(owner=request.user))
     for share in shares:
         share.settings_form = ShareSettingsForm(
-            initial={"expires_in": "keep", "show_inspector": share.show_inspector}
+            initial={
+                "expires_in": "keep",
+                "show_inspector": share.show_inspector,
+                "show_response_headers": share.show_response_headers,
+            }
         )
     return render(request, "chat/share_list.html", {"shares": shares})
 
@@ -659,7 +665,7 @@ def shared_conversation(request: HttpRequest, token: str) -> HttpResponse:
     if share.show_inspector:
         for message in messages:
             for call in message.call_list:
-                call.snippets = snippets.all_snippets(url=call.url, body=call.request_body)
+                call.snippets = snippets.all_snippets(body=call.request_body)
     context = {
         "share": share,
         "snapshot": share.snapshot,
@@ -667,6 +673,7 @@ def shared_conversation(request: HttpRequest, token: str) -> HttpResponse:
         "path": messages,
         "read_only": True,
         "hide_inspector": not share.show_inspector,
+        "hide_response_headers": not share.show_response_headers,
     }
     if share.compare_run_id is not None:
         context["path"], context["columns"] = sharing.snapshot_compare(
@@ -686,7 +693,11 @@ def share_continue(request: HttpRequest, token: str) -> HttpResponse:
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())  # and back here afterwards
     if request.method == "POST":
-        conversation = sharing.share_continue(share=share, owner=request.user)
+        try:
+            conversation = sharing.share_continue(share=share, owner=request.user)
+        except exports.ImportRejected as error:  # a snapshot this Playground's limits refuse
+            flash.error(request, f"Nothing was copied. {error}")
+            return redirect("share_continue", token=token)
         return redirect(conversation)
     response = render(request, "chat/share_continue.html", {"share": share})
     response["Referrer-Policy"] = "same-origin"

@@ -13,19 +13,25 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env")  # optional; real environment variables win
 
-DEBUG = env.bool("DEBUG", default=True)
+# Off unless asked for, so a server started without settings is a production one.
+# Development asks: `make run`, `make test`, `make lint` and the test suite
+# (tests/settings.py) set DEBUG=true; `make serve` refuses it (playground/startup.py).
+DEBUG = env.bool("DEBUG", default=False)
 if DEBUG:
     SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-do-not-use-in-production")
 else:
     SECRET_KEY = env.str("SECRET_KEY", default="")
     if len(SECRET_KEY) < 50:
-        raise ImproperlyConfigured("Set SECRET_KEY (50+ random characters) when DEBUG is false.")
+        raise ImproperlyConfigured(
+            "Set SECRET_KEY (50+ random characters) when DEBUG is false, "
+            "or DEBUG=true for development (`make run` does)."
+        )
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "playground.admin_site.StaffOnlyAdminConfig",  # django.contrib.admin, for staff only
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

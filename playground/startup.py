@@ -1,8 +1,22 @@
 """Work each server process would otherwise do on its first request, done at start."""
 
+from django.conf import settings
 from django.urls import get_resolver
 
 from chat import catalogue, client
+
+DEBUG_REFUSED = (
+    "DEBUG is on, and this is the production server (`make serve`, playground.asgi): "
+    "it refuses to run with DEBUG=true, which shows tracebacks and settings to anyone. "
+    "Set DEBUG=false (with SECRET_KEY and ALLOWED_HOSTS, docs/deploy.md), "
+    "or use `make run` for development."
+)
+
+
+def refuse_debug() -> None:
+    """Stop a production server process that was started with DEBUG on."""
+    if settings.DEBUG:
+        raise SystemExit(DEBUG_REFUSED)
 
 
 def warm_up() -> None:

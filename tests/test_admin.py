@@ -50,3 +50,30 @@ def test_the_raw_call_record_cannot_be_edited(admin_client_with_data):
     call.refresh_from_db()
     assert call.request_body != "tampered"
     assert admin_client_with_data.get(reverse("admin:chat_apicall_add")).status_code == 403
+
+
+# --- Only staff: everyone else finds nothing there --------------------------------
+
+ADMIN_URLS = ["/admin/", "/admin/login/", "/admin/chat/conversation/", "/admin/auth/user/1/change/"]
+
+
+@pytest.mark.parametrize("url", ADMIN_URLS)
+def test_the_admin_is_not_found_for_an_anonymous_visitor(url):
+    response = Client().get(url)
+
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("url", ADMIN_URLS)
+def test_the_admin_is_not_found_for_a_signed_in_user_who_is_not_staff(alice_client, url):
+    assert alice_client.get(url).status_code == 404
+
+
+def test_staff_log_in_through_the_apps_own_login_and_then_use_the_admin(django_user_model):
+    django_user_model.objects.create_user("root", password="root-password-1", is_staff=True)
+    client = Client()
+
+    client.post(reverse("login"), {"username": "root", "password": "root-password-1"})
+
+    assert client.get("/admin/").status_code == 200
+    assert client.get("/admin/login/").url == reverse("admin:index")

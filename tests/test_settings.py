@@ -1,4 +1,5 @@
-"""Production settings: refuse to start without a secret, pass Django's deploy check."""
+"""Production settings: the default, refuse to start without a secret or with DEBUG on the
+production server, pass Django's deploy check."""
 
 import os
 import secrets
@@ -19,11 +20,11 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     environment = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("UPSTREAM_", "DJANGO_"))
+        if not key.startswith(("UPSTREAM_", "DJANGO_")) and key != "DEBUG"
     }
     environment.update(env)
     return subprocess.run(
-        [sys.executable, "manage.py", *args],
+        [sys.executable, *args] if args[0] == "-c" else [sys.executable, "manage.py", *args],
         cwd=ROOT,
         env=environment,
         capture_output=True,
@@ -45,14 +46,51 @@ def test_production_refuses_to_start_without_a_secret_key():
     assert "Set SECRET_KEY" in result.stderr
 
 
+def test_debug_is_off_unless_it_is_set():
+    unset = {key: value for key, value in PRODUCTION.items() if key != "DEBUG"}
+    probe = "from django.conf import settings; print(settings.DEBUG)"
+
+    result = manage("shell", "-c", probe, **unset)
+
+    assert result.stdout.split()[-1] == "False", result.stderr
+
+
+def test_without_settings_the_app_refuses_to_start_rather_than_run_in_debug():
+    result = manage("check")  # no DEBUG, no SECRET_KEY: production, so a secret is needed
+
+    assert result.returncode != 0
+    assert "Set SECRET_KEY" in result.stderr
+    assert "DEBUG=true for development" in result.stderr
+
+
+def test_the_production_server_refuses_to_run_with_debug_on():
+    result = manage("-c", "import playground.asgi", **{**PRODUCTION, "DEBUG": "true"})
+
+    assert result.returncode == 1
+    assert "refuses to run with DEBUG=true" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_production_server_starts_with_debug_off():
+    result = manage("-c", "import playground.asgi", **PRODUCTION)
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_serve_target_checks_debug_before_it_migrates():
+    recipe = (ROOT / "Makefile").read_text().split("\nserve:")[1].split("\n\n")[0]
+
+    assert recipe.index("import playground.asgi") < recipe.index("migrate")
+
+
 def test_the_status_command_says_when_replies_come_from_the_demo():
-    result = manage("upstream_status", UPSTREAM_API_KEY="", UPSTREAM_BASE_URL="")
+    result = manage("upstream_status", DEBUG="true", UPSTREAM_API_KEY="", UPSTREAM_BASE_URL="")
 
     assert "offline demo endpoint at http://127.0.0.1:8001/v1" in result.stdout
 
 
 def test_the_status_command_never_prints_the_key():
-    result = manage("upstream_status", UPSTREAM_API_KEY="sk-very-secret-value")
+    result = manage("upstream_status", DEBUG="true", UPSTREAM_API_KEY="sk-very-secret-value")
 
     assert "https://api.aimlapi.com/v1 (with an API key)" in result.stdout
     assert "sk-very-secret-value" not in result.stdout + result.stderr

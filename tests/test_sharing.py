@@ -360,3 +360,56 @@ def test_only_the_owner_can_share_a_comparison(bob_client, conversation, compare
 
     assert bob_client.post(url).status_code == 404
     assert not Share.objects.exists()
+
+
+# --- The upstream's response headers: hidden unless the owner shows them --------
+
+UPSTREAM_HEADER = "BaseHTTP/"  # the demo upstream's Server header, in no request header
+
+
+def test_a_share_page_hides_the_upstreams_response_headers_by_default(alice_client, conversation):
+    assert UPSTREAM_HEADER in str(ApiCall.objects.get().response_headers)
+    share = share_it(alice_client, conversation)
+
+    page = Client().get(share.get_absolute_url()).content.decode()
+
+    assert "&quot;temperature&quot;: 0.3" in page  # the raw JSON is still shown
+    assert UPSTREAM_HEADER not in page
+    assert share.show_response_headers is False
+
+
+def test_the_owner_can_show_the_response_headers_on_a_share_page(alice_client, conversation):
+    share = share_it(alice_client, conversation, show_response_headers="on")
+
+    page = Client().get(share.get_absolute_url()).content.decode()
+
+    assert UPSTREAM_HEADER in page
+
+
+def test_the_owner_shows_and_hides_the_headers_of_an_existing_link(alice_client, conversation):
+    share = share_it(alice_client, conversation)
+    url = reverse("share_settings", args=[share.public_id])
+
+    alice_client.post(
+        url, {"expires_in": "keep", "show_inspector": "on", "show_response_headers": "on"}
+    )
+    shown = Client().get(share.get_absolute_url()).content.decode()
+    listing = alice_client.get(reverse("share_list")).content.decode()
+    alice_client.post(url, {"expires_in": "keep", "show_inspector": "on"})
+    hidden = Client().get(share.get_absolute_url()).content.decode()
+
+    assert UPSTREAM_HEADER in shown
+    assert "response headers shown" in listing
+    assert UPSTREAM_HEADER not in hidden
+
+
+def test_continuing_a_link_that_hides_the_headers_copies_the_calls_without_them(
+    alice_client, bob_client, conversation
+):
+    share = share_it(alice_client, conversation)
+
+    bob_client.post(reverse("share_continue", args=[share.token]))
+
+    copied = ApiCall.objects.exclude(conversation=conversation).get()
+    assert copied.response_headers == {}
+    assert copied.request_body == ApiCall.objects.get(conversation=conversation).request_body

@@ -18,7 +18,14 @@ def test_a_server_process_loads_the_views_and_tls_setup_when_it_starts(entry_poi
     )
     result = subprocess.run(
         [sys.executable, "-c", probe],
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "playground.settings"},
+        # Production settings: the ASGI entry point refuses DEBUG (test_settings.py).
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "playground.settings",
+            "DEBUG": "false",
+            "SECRET_KEY": "startup-probe-" + "x" * 50,
+            "ALLOWED_HOSTS": "play.example.com",
+        },
         capture_output=True,
         text=True,
         timeout=60,
