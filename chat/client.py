@@ -10,6 +10,7 @@ summarised in shared/upstream/README.md).
 
 import asyncio
 import json
+import re
 import ssl
 import threading
 import time
@@ -102,64 +103,69 @@ class BoundedDecoder:
     """Undoes a response's Content-Encoding without ever holding more than `limit` bytes.
 
     Neither urllib3 nor httpx bounds decompression: a 100 KB gzip body becomes
-    100 MB in one call. zlib's `max_length` stops the output at `limit` + 1 bytes,
+    100 MB in one call. zlib's `max_length` stops the output at the limit,
     whatever the input, so a bomb costs no more memory than an honest reply.
-    Used by every read of an upstream body, streamed or not.
+    `feed` hands back what fits and sets `exceeded` once the body passes the
+    limit (a stream keeps the events that fit). Used by every read of an
+    upstream body, streamed or not.
     """
 
     def __init__(self, encoding: str | None, *, limit: int, what: str) -> None:
         self.limit = limit
         self.what = what
-        self.total = 0  # decoded bytes so far
-        name = (encoding or "identity").strip().lower()
-        if name in {"", "identity"}:
-            self._zlib = None
-        elif name in {"gzip", "x-gzip"}:
+        self.total = 0  # decoded bytes handed back so far
+        self.exceeded = False
+        self._name = name = (encoding or "identity").strip().lower()
+        self._zlib: Any = None
+        if name in {"gzip", "x-gzip"}:
             self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif name == "deflate":
             self._zlib = zlib.decompressobj(zlib.MAX_WBITS)
-        else:
+        elif name not in {"", "identity"}:
             raise UpstreamError(
                 "bad_encoding",
-                f"{what} came with Content-Encoding {name[:40]!r}, which is not decoded here "
-                "(only gzip and deflate are asked for).",
+                f"{what} came with Content-Encoding {storable(name[:40])!r}, which is not "
+                "decoded here (only gzip and deflate are asked for).",
             )
-        self._name = name
-        self._deflate_tried_raw = name != "deflate"
+        # Some servers send deflate without the zlib header (urllib3 accepts it too).
+        self._may_be_raw_deflate = name == "deflate"
 
     def feed(self, data: bytes) -> bytes:
-        """The decoded bytes `data` adds; UpstreamError("too_big") once past the limit."""
+        """The decoded bytes `data` adds, as far as they fit under the limit."""
+        if self.exceeded:
+            return b""
         if self._zlib is None:
-            self._count(len(data))
-            return data
+            return self._keep(data)
         pieces = []
-        while data and not self._zlib.eof:
+        while data and not self._zlib.eof and not self.exceeded:
             try:
-                # At most one byte past the limit: enough to know it was passed.
+                # One byte more than there is room for: enough to know the limit was passed.
                 out = self._zlib.decompress(data, self.limit - self.total + 1)
             except zlib.error:
-                if not self._deflate_tried_raw and self.total == 0:
-                    # Some servers send raw deflate without the zlib header (urllib3 allows it).
-                    self._deflate_tried_raw = True
+                if self._may_be_raw_deflate and self.total == 0:
+                    self._may_be_raw_deflate = False
                     self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
                     continue
                 raise UpstreamError(
                     "bad_encoding", f"{self.what} is not valid {self._name} data."
                 ) from None
-            self._deflate_tried_raw = True
-            self._count(len(out))
-            pieces.append(out)
+            self._may_be_raw_deflate = False
+            pieces.append(self._keep(out))
             data = self._zlib.unconsumed_tail
         return b"".join(pieces)
 
-    def _count(self, size: int) -> None:
-        self.total += size
-        if self.total > self.limit:
-            raise UpstreamError(
-                "too_big",
-                f"{self.what} passed the {_megabytes(self.limit)} limit, "
-                "so it was not read further.",
-            )
+    def _keep(self, data: bytes) -> bytes:
+        room = self.limit - self.total
+        if len(data) > room:
+            self.exceeded = True
+            data = data[:room]
+        self.total += len(data)
+        return data
+
+    def too_big(self, suffix: str = ", so it was not read further.") -> UpstreamError:
+        return UpstreamError(
+            "too_big", f"{self.what} passed the {_megabytes(self.limit)} limit{suffix}"
+        )
 
 
 def read_limited(
@@ -186,6 +192,8 @@ def read_limited(
             if not data:
                 break
             pieces.append(decoder.feed(data))
+            if decoder.exceeded:
+                raise decoder.too_big()
     except UpstreamError:
         response.close()
         raise
@@ -198,7 +206,11 @@ def read_limited(
         ) from None
     except (urllib3.exceptions.HTTPError, OSError, ValueError):
         response.close()
-        raise UpstreamError("broken", f"{what} broke off before it was complete.") from None
+        host = urlsplit(str(response.url)).netloc
+        named = what[:1].lower() + what[1:]
+        raise UpstreamError(
+            "broken", f"The connection to {host} broke before {named} was complete."
+        ) from None
     return b"".join(pieces)
 
 
@@ -241,6 +253,8 @@ class Completion:
     finish_reason: str
     usage: dict[str, Any] = field(default_factory=dict)
     usd_spent: Decimal | None = None
+    # Problems with accounting values (a NaN cost, 10**20 tokens): dropped, and said.
+    notes: tuple[str, ...] = ()
 
 
 def chat_url() -> str:
@@ -264,56 +278,93 @@ def prepare_chat(payload: dict[str, Any]) -> PreparedCall:
 def send_chat(call: PreparedCall) -> Completion:
     """Send a prepared non-streamed request; raise UpstreamError on any failure."""
     started = time.monotonic()
-    response = _send(call.prepared, started)
+    response = _send(call.prepared, started, stream=True)
+    headers = response_headers(response.headers.items())
+    deadline = started + settings.UPSTREAM_MAX_STREAM_SECONDS
+    try:
+        body = read_limited(
+            response, limit=settings.UPSTREAM_MAX_REPLY_BYTES, deadline=deadline, what="The reply"
+        )
+    except UpstreamError as error:
+        if error.kind == "timeout" and time.monotonic() > deadline:
+            error.message = (
+                f"The reply passed the {settings.UPSTREAM_MAX_STREAM_SECONDS:g} s limit "
+                "before it was complete."
+            )
+        raise _answered(error, response.status_code, headers, b"", started) from None
     latency_ms = _elapsed_ms(started)
-    headers = dict(response.headers)
-    body = response.content
-    if _failed(response.status_code):
-        raise UpstreamError(
-            "http",
-            describe_http_error(response.status_code, body),
+
+    def failure(kind: str, message: str) -> UpstreamError:
+        return UpstreamError(
+            kind,
+            message,
             http_status=response.status_code,
             headers=headers,
             body=body,
             latency_ms=latency_ms,
         )
+
+    if _failed(response.status_code):
+        raise failure("http", describe_http_error(response.status_code, body))
     try:
-        data = json.loads(body)
-    except ValueError:
-        data = None
+        data = loads_bounded(body)
+    except ValueError as error:
+        if "nested" not in str(error):
+            data = None
+        else:
+            raise failure(
+                "bad_json",
+                f"The upstream answered 200 but its body is {error}, so it was not read; "
+                "see the raw response.",
+            ) from None
     if not isinstance(data, dict):
-        raise UpstreamError(
+        raise failure(
             "bad_json",
             "The upstream answered 200 but its body is not a JSON object; see the raw response.",
-            http_status=response.status_code,
-            headers=headers,
-            body=body,
-            latency_ms=latency_ms,
         )
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise UpstreamError(
-            "empty",
-            "The upstream answered 200 with no choices, so there is no reply to show.",
-            http_status=response.status_code,
-            headers=headers,
-            body=body,
-            latency_ms=latency_ms,
+        raise failure(
+            "empty", "The upstream answered 200 with no choices, so there is no reply to show."
         )
     choice = choices[0]
     message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    try:
+        content = _text(message.get("content"), "The reply's content")
+        reasoning = _text(message.get("reasoning_content"), "The reply's reasoning_content")
+    except BadValue as error:
+        raise failure("bad_reply", f"{error}, so there is no reply to show.") from None
+    usage, usage_notes = clean_usage(data.get("usage"))
+    cost, cost_notes = cost_reported(data, headers)
     return Completion(
         http_status=response.status_code,
         headers=headers,
         body=body,
         latency_ms=latency_ms,
-        content=_text(message.get("content")),
-        reasoning=_text(message.get("reasoning_content")),
+        content=content,
+        reasoning=reasoning,
         # Accept values outside the documented enum (Claude answers "end_turn").
-        finish_reason=str(choice.get("finish_reason") or ""),
-        usage=data.get("usage") if isinstance(data.get("usage"), dict) else {},
-        usd_spent=usd_spent(data, headers),
+        finish_reason=_bounded_str(choice.get("finish_reason"), FINISH_REASON_CHARS),
+        usage=usage,
+        usd_spent=cost,
+        notes=(*usage_notes, *cost_notes),
     )
+
+
+def response_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Response headers as stored: storable, in the case the server sent."""
+    return {storable(name): storable(value) for name, value in items}
+
+
+def _answered(
+    error: UpstreamError, status: int, headers: dict[str, str], body: bytes, started: float
+) -> UpstreamError:
+    """`error`, raised while reading an answer, with what is known of that answer."""
+    error.http_status = status
+    error.headers = headers
+    error.body = body
+    error.latency_ms = _elapsed_ms(started)
+    return error
 
 
 @dataclass(frozen=True)
@@ -333,24 +384,55 @@ class ChatStream:
     `data: {json}` events; the end is `data: [DONE]` or the connection closing
     after a chunk with a finish_reason (Claude sends no [DONE]). Anything else
     that ends the stream is a broken stream, never a finished answer.
+
+    Bounded as it is read: UPSTREAM_MAX_REPLY_BYTES of decoded bytes (gzip
+    undone by BoundedDecoder, never more than that), UPSTREAM_MAX_STREAM_SECONDS
+    from the request; past either the stream ends with UpstreamError, the events
+    that fit kept. Linear in the bytes received: only new bytes are searched for
+    the end of an event, and text is kept in pieces, joined when asked for.
     """
 
     def __init__(self, response: requests.Response, started: float) -> None:
         self.response = response
         self.started = started
         self.http_status = response.status_code
-        self.headers = dict(response.headers)
+        self.headers = response_headers(response.headers.items())
         self.host = urlsplit(str(response.url)).netloc
         self.done = False  # [DONE] arrived
-        self._buffer = b""
         self.raw_events: list[dict[str, Any]] = []
-        self.content = ""
-        self.reasoning = ""
+        self._content: list[str] = []
+        self._reasoning: list[str] = []
         self.finish_reason = ""
         self.usage: dict[str, Any] = {}
         self.usd_spent: Decimal | None = None
+        # Accounting values dropped (see clean_usage, cost_reported), for the call record.
+        self._usage_notes: list[str] = []
+        self._cost_notes: list[str] = []
+        self._queued_error: UpstreamError | None = None  # the limit passed, once read
         self.first_token_ms: int | None = None
         self._last_chunk: dict[str, Any] = {}
+        # The event being received, in pieces; whether its last piece ended in "\n",
+        # and whether a "\r" was held back from the end of the last read.
+        self._pending: list[bytes] = []
+        self._pending_newline = False
+        self._held_cr = False
+        self._decoder = BoundedDecoder(
+            response.headers.get("Content-Encoding"),
+            limit=settings.UPSTREAM_MAX_REPLY_BYTES,
+            what="The reply",
+        )
+
+    @property
+    def content(self) -> str:
+        return _joined(self._content)
+
+    @property
+    def reasoning(self) -> str:
+        return _joined(self._reasoning)
+
+    @property
+    def notes(self) -> list[str]:
+        return self._usage_notes + self._cost_notes
 
     def events(self) -> Iterator[StreamEvent]:
         yield from self._received(self._raw_events())
@@ -394,7 +476,7 @@ class ChatStream:
     def assembled(self) -> dict[str, Any]:
         """The chunks folded into the shape of a non-streamed chat.completion."""
         message: dict[str, Any] = {"role": "assistant", "content": self.content}
-        if self.reasoning:
+        if self._reasoning:
             message["reasoning_content"] = self.reasoning
         result = {
             "id": self._last_chunk.get("id"),
@@ -411,73 +493,136 @@ class ChatStream:
 
     def _apply(self, raw: str) -> StreamEvent:
         try:
-            chunk = json.loads(raw)
-        except ValueError:
-            chunk = None
+            chunk = loads_bounded(raw)
+        except ValueError as error:
+            reason = "a malformed chunk" if "nested" not in str(error) else f"a chunk {error}"
+            raise self._error("bad_json", f"The upstream sent {reason} mid-stream.") from None
         if not isinstance(chunk, dict):
             raise self._error("bad_json", "The upstream sent a malformed chunk mid-stream.")
         if chunk.get("error"):
             error = chunk["error"]
-            message = error.get("message") if isinstance(error, dict) else error
+            message = _message_text(error.get("message") if isinstance(error, dict) else error)
             raise self._error(
                 "stream_error", f"The upstream reported an error mid-stream: {message}"
             )
-        self._last_chunk = {
-            **self._last_chunk,
-            **{k: chunk[k] for k in ("id", "model") if chunk.get(k)},
-        }
-        if isinstance(chunk.get("usage"), dict):
-            self.usage = chunk["usage"]
-        self.usd_spent = usd_spent(chunk, {}) or self.usd_spent
-        choices = chunk.get("choices") or []
-        choice = choices[0] if choices and isinstance(choices[0], dict) else {}
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
-        event = StreamEvent(
-            raw=raw,
-            at_ms=_elapsed_ms(self.started),
-            content=_text(delta.get("content")),
-            reasoning=_text(delta.get("reasoning_content")),
+        for key in ("id", "model"):
+            if value := _bounded_str(chunk.get(key), ID_CHARS):
+                self._last_chunk[key] = value
+        if chunk.get("usage") is not None:
+            self.usage, self._usage_notes = clean_usage(chunk["usage"])
+        # The body only: a stream's headers go out before its cost is known.
+        cost, cost_notes = cost_reported(chunk, {})
+        if cost is not None:
+            self.usd_spent = cost
+        self._cost_notes += [note for note in cost_notes if note not in self._cost_notes]
+        choices = chunk.get("choices")
+        choice = (
+            choices[0]
+            if isinstance(choices, list) and choices and isinstance(choices[0], dict)
+            else {}
         )
-        if (event.content or event.reasoning) and self.first_token_ms is None:
+        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        try:
+            content = _text(delta.get("content"), "A chunk's content")
+            reasoning = _text(delta.get("reasoning_content"), "A chunk's reasoning_content")
+        except BadValue as error:
+            raise self._error("bad_reply", f"{error}; the text received so far is kept.") from None
+        event = StreamEvent(
+            raw=raw, at_ms=_elapsed_ms(self.started), content=content, reasoning=reasoning
+        )
+        if (content or reasoning) and self.first_token_ms is None:
             self.first_token_ms = event.at_ms
-        self.content += event.content
-        self.reasoning += event.reasoning
-        if choice.get("finish_reason"):
-            self.finish_reason = str(choice["finish_reason"])
+        if content:
+            self._content.append(content)
+        if reasoning:
+            self._reasoning.append(reasoning)
+        if finish_reason := _bounded_str(choice.get("finish_reason"), FINISH_REASON_CHARS):
+            self.finish_reason = finish_reason
         return event
 
     def _raw_events(self) -> Iterator[str]:
         """The data of each event, as bytes arrive (read1 does not wait for a full buffer)."""
         while chunk := self._read():
-            yield from self._split(chunk)
+            yield from self._bounded(chunk)
         yield from self._rest()
 
+    def _bounded(self, raw: bytes) -> list[str]:
+        """The events `raw` completes, decoded within the size limit; then the time limit."""
+        events = self._split(self._decoder.feed(raw))
+        if self._decoder.exceeded:
+            # The events that fit are kept; the rest is not read.
+            self._queued_error = self._error(
+                "too_big",
+                f"The reply passed the {_megabytes(settings.UPSTREAM_MAX_REPLY_BYTES)} limit; "
+                "the text received so far is kept.",
+            )
+        elif time.monotonic() - self.started > settings.UPSTREAM_MAX_STREAM_SECONDS:
+            self._queued_error = self._error(
+                "too_long",
+                f"The stream passed the {settings.UPSTREAM_MAX_STREAM_SECONDS:g} s limit; "
+                "the text received so far is kept.",
+            )
+        return events
+
     def _split(self, chunk: bytes) -> list[str]:
-        """The data of the events that `chunk` completes; the rest waits in the buffer."""
-        # Normalise line ends once per chunk; a "\r" left at the end of the
-        # buffer meets its "\n" when the next chunk arrives.
-        *blocks, self._buffer = (self._buffer + chunk).replace(b"\r\n", b"\n").split(b"\n\n")
+        """The data of the events that `chunk` completes; the rest waits in `_pending`.
+
+        Only `chunk` is searched, never what came before it: a 20 MB event line
+        arriving in 64 KB reads costs 20 MB of work, not 320 times that.
+        """
+        if self._held_cr:
+            chunk = b"\r" + chunk
+        # A "\r" at the end may be half of a "\r\n": it waits for the next read.
+        self._held_cr = chunk.endswith(b"\r")
+        if self._held_cr:
+            chunk = chunk[:-1]
+        chunk = chunk.replace(b"\r\n", b"\n")
+        blocks = []
+        start = 0
+        if self._pending_newline and chunk.startswith(b"\n"):
+            # The blank line that ends an event, split across two reads.
+            blocks.append(b"".join(self._pending))
+            self._pending = []
+            start = 1
+        while (end := chunk.find(b"\n\n", start)) != -1:
+            self._pending.append(chunk[start:end])
+            blocks.append(b"".join(self._pending))
+            self._pending = []
+            start = end + 2
+        if start < len(chunk):
+            self._pending.append(chunk[start:])
+            self._pending_newline = chunk.endswith(b"\n")
+        elif start:
+            self._pending_newline = False
         return [data for block in blocks if (data := _event_data(block)) is not None]
 
     def _rest(self) -> list[str]:
         """The connection closed: an event left unterminated still counts."""
-        data, self._buffer = _event_data(self._buffer), b""
+        block = b"".join(self._pending) + (b"\r" if self._held_cr else b"")
+        self._pending, self._held_cr = [], False
+        data = _event_data(block.replace(b"\r\n", b"\n"))
         return [data] if data is not None else []
 
     def _read(self) -> bytes:
+        if self._queued_error is not None:
+            raise self._queued_error
         try:
-            return self.response.raw.read1(65536)
+            return self.response.raw.read1(65536, decode_content=False)
         except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
-            raise self._error(
-                "timeout",
-                f"The stream stalled: nothing arrived for {settings.UPSTREAM_READ_TIMEOUT:g} s "
-                "(the read timeout).",
-            ) from None
+            raise self._stalled() from None
         except (urllib3.exceptions.HTTPError, OSError, ValueError):
             # ValueError: the response was closed (Stop) while a read was waiting.
-            raise self._error(
-                "broken", f"The connection to {self.host} broke mid-stream."
-            ) from None
+            raise self._broken() from None
+
+    def _stalled(self) -> UpstreamError:
+        return self._error(
+            "timeout",
+            f"The stream stalled: nothing arrived for {settings.UPSTREAM_READ_TIMEOUT:g} s "
+            "(the read timeout).",
+        )
+
+    def _broken(self) -> UpstreamError:
+        return self._error("broken", f"The connection to {self.host} broke mid-stream.")
 
     def _error(self, kind: str, message: str) -> UpstreamError:
         return UpstreamError(
@@ -495,11 +640,11 @@ class AsyncChatStream(ChatStream):
 
     def __init__(self, response: httpx.Response, started: float) -> None:
         super().__init__(response, started)  # type: ignore[arg-type]
-        self.headers = _raw_headers(response)
+        self.headers = response_headers(_raw_headers(response).items())
 
     async def aevents(self) -> AsyncIterator[StreamEvent]:
         async for chunk in self._aread():
-            for event in self._received(self._split(chunk)):
+            for event in self._received(self._bounded(chunk)):
                 yield event
             if self.done:
                 return
@@ -512,54 +657,79 @@ class AsyncChatStream(ChatStream):
         await self.response.aclose()
 
     async def _aread(self) -> AsyncIterator[bytes]:
+        # Raw bytes: httpx's own decoding (aiter_bytes) has no bound on what
+        # one gzip chunk expands to. BoundedDecoder undoes it within the limit.
         try:
-            async for chunk in self.response.aiter_bytes():
+            async for chunk in self.response.aiter_raw():
+                if self._queued_error is not None:
+                    break
                 yield chunk
         except httpx.ReadTimeout:
-            raise self._error(
-                "timeout",
-                f"The stream stalled: nothing arrived for {settings.UPSTREAM_READ_TIMEOUT:g} s "
-                "(the read timeout).",
-            ) from None
+            raise self._stalled() from None
         except (httpx.HTTPError, httpx.StreamError, OSError):
-            raise self._error(
-                "broken", f"The connection to {self.host} broke mid-stream."
-            ) from None
+            raise self._broken() from None
+        if self._queued_error is not None:
+            raise self._queued_error
+
+
+def _joined(pieces: list[str]) -> str:
+    """The pieces as one string, kept as one piece (each join costs the text once)."""
+    if len(pieces) > 1:
+        pieces[:] = ["".join(pieces)]
+    return pieces[0] if pieces else ""
 
 
 def _event_data(block: bytes) -> str | None:
-    """The joined `data:` lines of one event; None for comments and empty blocks."""
+    """The joined `data:` lines of one event, storable; None for comments and empty blocks."""
     lines = block.decode(errors="replace").split("\n")
     data = [line[5:].removeprefix(" ") for line in lines if line.startswith("data:")]
-    return "\n".join(data) if data else None
+    return storable("\n".join(data)) if data else None
 
 
 def open_chat_stream(call: PreparedCall) -> ChatStream:
     """Send a streamed request. Failures before the first event raise UpstreamError."""
     started = time.monotonic()
     response = _send(call.prepared, started, stream=True)
-    if _failed(response.status_code):
-        body = response.content
-        raise UpstreamError(
-            "http",
-            describe_http_error(response.status_code, body),
-            http_status=response.status_code,
-            headers=dict(response.headers),
-            body=body,
-            latency_ms=_elapsed_ms(started),
-        )
-    if "text/event-stream" not in response.headers.get("Content-Type", ""):
+    headers = response_headers(response.headers.items())
+    if _failed(response.status_code) or "text/event-stream" not in response.headers.get(
+        "Content-Type", ""
+    ):
+        try:
+            body = read_limited(
+                response,
+                limit=settings.UPSTREAM_MAX_REPLY_BYTES,
+                deadline=started + settings.UPSTREAM_MAX_STREAM_SECONDS,
+                what="The answer",
+            )
+        except UpstreamError as error:
+            raise _answered(error, response.status_code, headers, b"", started) from None
+        raise _not_a_stream(response.status_code, headers, body, started)
+    try:
+        return ChatStream(response, started)
+    except UpstreamError as error:  # an encoding we do not decode
+        response.close()
+        raise _answered(error, response.status_code, headers, b"", started) from None
+
+
+def _not_a_stream(
+    status: int, headers: dict[str, str], body: bytes, started: float
+) -> UpstreamError:
+    if _failed(status):
+        kind, message = "http", describe_http_error(status, body)
+    else:
         # Some servers ignore "stream": true and answer with one JSON body.
-        body = response.content
-        raise UpstreamError(
-            "bad_json",
-            "Asked for a stream, the upstream answered with something else; see the raw response.",
-            http_status=response.status_code,
-            headers=dict(response.headers),
-            body=body,
-            latency_ms=_elapsed_ms(started),
+        kind = "bad_json"
+        message = (
+            "Asked for a stream, the upstream answered with something else; see the raw response."
         )
-    return ChatStream(response, started)
+    return UpstreamError(
+        kind,
+        message,
+        http_status=status,
+        headers=headers,
+        body=body,
+        latency_ms=_elapsed_ms(started),
+    )
 
 
 async def aopen_chat_stream(
@@ -598,33 +768,45 @@ async def aopen_chat_stream(
     finally:
         if sent is not None:
             sent.set()
+    headers = response_headers(_raw_headers(response).items())
     if _failed(response.status_code) or "text/event-stream" not in response.headers.get(
         "Content-Type", ""
     ):
         try:
-            body = await response.aread()
-        except (httpx.HTTPError, OSError):
-            body = b""
+            body = await _aread_limited(response, started)
+        except UpstreamError as error:
+            raise _answered(error, response.status_code, headers, b"", started) from None
         finally:
             await response.aclose()
-        if _failed(response.status_code):
-            raise UpstreamError(
-                "http",
-                describe_http_error(response.status_code, body),
-                http_status=response.status_code,
-                headers=_raw_headers(response),
-                body=body,
-                latency_ms=_elapsed_ms(started),
-            )
-        raise UpstreamError(
-            "bad_json",
-            "Asked for a stream, the upstream answered with something else; see the raw response.",
-            http_status=response.status_code,
-            headers=_raw_headers(response),
-            body=body,
-            latency_ms=_elapsed_ms(started),
-        )
-    return AsyncChatStream(response, started)
+        raise _not_a_stream(response.status_code, headers, body, started)
+    try:
+        return AsyncChatStream(response, started)
+    except UpstreamError as error:  # an encoding we do not decode
+        await response.aclose()
+        raise _answered(error, response.status_code, headers, b"", started) from None
+
+
+async def _aread_limited(response: httpx.Response, started: float) -> bytes:
+    """read_limited for an httpx response: the same bounds, the same decoder."""
+    decoder = BoundedDecoder(
+        response.headers.get("Content-Encoding"),
+        limit=settings.UPSTREAM_MAX_REPLY_BYTES,
+        what="The answer",
+    )
+    deadline = started + settings.UPSTREAM_MAX_STREAM_SECONDS
+    pieces = []
+    try:
+        async for data in response.aiter_raw():
+            pieces.append(decoder.feed(data))
+            if decoder.exceeded:
+                raise decoder.too_big()
+            if time.monotonic() > deadline:
+                raise UpstreamError(
+                    "timeout", "The answer took too long to arrive, so it was not read further."
+                )
+    except (httpx.HTTPError, httpx.StreamError, OSError):
+        return b"".join(pieces)
+    return b"".join(pieces)
 
 
 def _set_once_sent(request: httpx.Request, sent: asyncio.Event) -> Callable:
@@ -923,31 +1105,246 @@ def describe_http_error(status: int, body: bytes) -> str:
 
 
 def _provider_message(body: bytes) -> str:
+    """The provider's message from an error body: text only, bounded, storable."""
     try:
-        data = json.loads(body)
+        data = loads_bounded(body)
     except ValueError:
-        text = body.decode(errors="replace").strip()
-        return text[:300] if text and not text.startswith("<") else ""
+        text = body[: PROVIDER_MESSAGE_CHARS * 4].decode(errors="replace").strip()
+        return _bounded_text(text) if text and not text.startswith("<") else ""
     if not isinstance(data, dict):
         return ""
     if isinstance(data.get("error"), dict):
-        return str(data["error"].get("message") or "")
-    message = data.get("message") or data.get("error") or ""
-    return str(message) if not isinstance(message, list) else "; ".join(map(str, message))
+        return _message_text(data["error"].get("message"))
+    return _message_text(data.get("message") or data.get("error"))
 
 
-def usd_spent(data: dict[str, Any], headers: dict[str, str]) -> Decimal | None:
-    """Cost as the provider reported it: body `meta.usage.usd_spent`, else the header."""
+def _message_text(value: Any) -> str:
+    """A message the provider sent (a string, a number, or a list of strings), bounded."""
+    if isinstance(value, list):
+        value = "; ".join(str(item) for item in value[:10] if isinstance(item, str | int | float))
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return ""
+    return _bounded_text(str(value))
+
+
+def _bounded_text(text: str) -> str:
+    if len(text) > PROVIDER_MESSAGE_CHARS:
+        text = text[:PROVIDER_MESSAGE_CHARS] + "…"
+    return storable(text)
+
+
+# --- Reply values: validated where they enter --------------------------------
+
+PROVIDER_MESSAGE_CHARS = 300
+# Deeper than any reply a model sends, shallow enough for every parser and page after us.
+MAX_JSON_DEPTH = 64
+# PositiveIntegerField's range, on every database.
+MAX_TOKEN_COUNT = 2_147_483_647
+# ApiCall.usd_spent holds 14 digits, 8 after the point.
+MAX_USD = Decimal(1_000_000)
+USD_QUANTUM = Decimal("1e-8")
+FINISH_REASON_CHARS = 64
+ID_CHARS = 200
+# The counts the call record keeps; a bad value in any of them is worth a note.
+RECORDED_COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens", "reasoning_tokens")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """`text` as the database and the page can hold it: NUL and lone surrogates become U+FFFD.
+
+    PostgreSQL refuses NUL in text and jsonb, and a lone surrogate cannot be
+    encoded as UTF-8 (the page, SQLite). Every string from the upstream that is
+    stored goes through here; raw bodies keep their JSON escapes, so nothing
+    of what was received is lost.
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    if not text.isascii() and _SURROGATE.search(text):
+        # A pair split across two pieces joins up again; a lone half is replaced.
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def storable_json(value: Any) -> Any:
+    """`value` (decoded JSON) with every string, keys included, made storable."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {storable(str(key)): storable_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable_json(item) for item in value]
+    return value
+
+
+def body_text(body: bytes) -> str:
+    """A raw body as stored: UTF-8 with bad bytes replaced, NUL bytes too."""
+    return storable(body.decode(errors="replace"))
+
+
+def loads_bounded(text: str | bytes) -> Any:
+    """json.loads, refusing documents nested deeper than MAX_JSON_DEPTH.
+
+    Raises ValueError with a reason fit for a message. json.loads raises
+    RecursionError (not a ValueError) on very deep input, which is caught here.
+    """
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError:
+        raise ValueError("not valid JSON") from None
+    if _brackets(text) > MAX_JSON_DEPTH and _depth(value) > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _brackets(text: str | bytes) -> int:
+    """An upper bound of the nesting depth, counted at C speed (most chunks have a few)."""
+    if isinstance(text, bytes):
+        return text.count(b"[") + text.count(b"{")
+    return text.count("[") + text.count("{")
+
+
+def _depth(value: Any) -> int:
+    """The nesting depth of decoded JSON, walked without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            if depth > MAX_JSON_DEPTH:
+                return depth
+            todo.extend((child, depth + 1) for child in item if isinstance(child, dict | list))
+    return deepest
+
+
+class BadValue(ValueError):
+    """A reply value of the wrong type; the message names it."""
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "an object" if isinstance(value, dict) else "a list" if isinstance(value, list) else "?"
+
+
+def _text(value: Any, name: str) -> str:
+    """Reply text: a string, or a list of content parts; BadValue for anything else."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, list):  # content parts
+        return storable(
+            "".join(
+                part["text"]
+                for part in value
+                if isinstance(part, dict) and isinstance(part.get("text"), str)
+            )
+        )
+    raise BadValue(f"{name} is {_kind(value)}, not text")
+
+
+def _bounded_str(value: Any, limit: int) -> str:
+    """A short identifier (finish_reason, id, model): a string, cut to `limit`, else ""."""
+    return storable(value[:limit]) if isinstance(value, str) else ""
+
+
+def _shown(value: Any) -> str:
+    """A bad value, quoted for a note a person reads (bounded)."""
+    text = value if isinstance(value, str) else json.dumps(value)[:100]
+    return repr(storable(text[:40] + ("…" if len(text) > 40 else "")))
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKEN_COUNT
+
+
+def clean_usage(usage: Any) -> tuple[dict[str, Any], list[str]]:
+    """`usage` with only token counts (and one level of details), and notes on what was dropped.
+
+    A count the database cannot hold (10**20, -1, "12", NaN) is dropped, never
+    the reply: the notes say which, for the call record.
+    """
+    if usage is None:
+        return {}, []
+    if not isinstance(usage, dict):
+        return {}, [f"The upstream reported usage that is {_kind(usage)}; it was not recorded."]
+    clean: dict[str, Any] = {}
+    notes = []
+    for key, value in list(usage.items())[:64]:
+        name = storable(key[:64])
+        if isinstance(value, dict):
+            inner, inner_notes = _counts(value, f"{name}.")
+            clean[name] = inner
+            notes += inner_notes
+        else:
+            _count_into(clean, notes, name, value, name)
+    return clean, notes
+
+
+def _counts(values: dict[str, Any], prefix: str) -> tuple[dict[str, int], list[str]]:
+    clean: dict[str, Any] = {}
+    notes: list[str] = []
+    for key, value in list(values.items())[:64]:
+        name = storable(key[:64])
+        _count_into(clean, notes, name, value, prefix + name)
+    return clean, notes
+
+
+def _count_into(clean: dict, notes: list[str], name: str, value: Any, path: str) -> None:
+    if _is_count(value):
+        clean[name] = value
+    elif value is not None and name in RECORDED_COUNTS:
+        notes.append(
+            f"The upstream reported {path} {_shown(value)}, which is not a token count; "
+            "it was not recorded."
+        )
+
+
+def cost_reported(
+    data: dict[str, Any], headers: dict[str, str]
+) -> tuple[Decimal | None, list[str]]:
+    """Cost as the provider reported it (body `meta.usage.usd_spent`, else the header),
+    and notes on any reported value that is not a plausible amount (not recorded)."""
     meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
     meta_usage = meta.get("usage") if isinstance(meta.get("usage"), dict) else {}
+    notes = []
     for value in (meta_usage.get("usd_spent"), header(headers, "x-aimlapi-usd-spent")):
         if value is None:
             continue
-        try:
-            return Decimal(str(value))
-        except InvalidOperation:
-            continue
-    return None
+        amount, problem = _usd(value)
+        if amount is not None:
+            return amount, notes
+        notes.append(
+            f"The upstream reported a cost of {_shown(value)}, which is {problem}; "
+            "it was not recorded."
+        )
+    return None, notes
+
+
+def usd_spent(data: dict[str, Any], headers: dict[str, str]) -> Decimal | None:
+    return cost_reported(data, headers)[0]
+
+
+def _usd(value: Any) -> tuple[Decimal | None, str]:
+    """A reported cost as an amount the record can hold, or why it is not one."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float) or len(str(value)) > 40:
+        return None, "not an amount"
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None, "not an amount"
+    if not amount.is_finite():
+        return None, "not an amount"
+    if not 0 <= amount < MAX_USD:
+        return None, "not a plausible amount"
+    return amount.quantize(USD_QUANTUM), ""
 
 
 def header(headers: dict[str, str], name: str) -> str | None:
@@ -967,14 +1364,6 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, list):  # content parts
-        return "".join(part.get("text", "") for part in value if isinstance(part, dict))
-    return str(value)
 
 
 def _elapsed_ms(started: float) -> int:

@@ -96,6 +96,43 @@ Keys:
     Answer with ``Set-Cookie: demo_visitor=<random>; Path=/``, as a CDN in front of a
     provider does. A client that keeps it sends it back with its later requests.
 
+``endless``
+    Stream: content chunks forever, at the pace, until the client hangs up.
+``huge_line=N``
+    Stream: after the first content chunk, one event whose data line is about N bytes (a
+    content delta), then the stream goes on normally.
+``huge_body=N``
+    Non-streamed: a reply whose content is about N bytes.
+``gzip_bomb=N``
+    The reply goes with ``Content-Encoding: gzip`` and decompresses to about N bytes: a
+    non-streamed reply whose content is that long, or a stream of content chunks that long.
+``deep_chunk=N``
+    Stream: after the first content chunk, a chunk with a field nested N levels deep
+    (``[[[...]]]``), then the stream goes on. Non-streamed: the body carries that field.
+``deep_text=N``
+    The reply's text is a JSON document nested N levels deep, as a string.
+``nul``
+    The reply's text contains U+0000 (JSON-escaped on the wire, ``\\u0000``).
+``surrogate``
+    The reply's text contains a lone surrogate, JSON-escaped (``\\ud800``).
+``nan_cost``
+    ``meta.usage.usd_spent`` is the string ``"NaN"``.
+``huge_cost``
+    The header ``x-aimlapi-usd-spent: 1e10`` (streams too).
+``negative_cost``
+    ``meta.usage.usd_spent`` is -5.
+``huge_tokens``
+    ``usage.prompt_tokens`` is 10**20.
+``slow_lexer=N``
+    The reply's text is a ```` ```usd ```` code fence holding about N bytes of input that is
+    slow for that Pygments lexer (its time grows with the square of the length or worse).
+
+A test can also script the next chat answer byte for byte: ``script_next(status=...,
+headers=..., body=...)`` answers the next ``POST /chat/completions`` with that body (and a
+Content-Length), ``script_next(chunks=[...])`` with those bytes written one after another,
+then the connection closed (for generated stream chunks). Scripts are used in order, once
+each, before any fault spec is looked at.
+
 A chunk count N larger than the reply counts as "after the last content chunk". Keys that
 only make sense for streams are ignored on non-streamed requests. An unknown key, a missing
 or bad value is answered with a 400 ("Unknown demo fault: <key>").
@@ -113,7 +150,9 @@ import sys
 import threading
 import time
 import uuid
-from collections import Counter
+import zlib
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -206,6 +245,19 @@ class FaultSpec:
     error_event_after: int | None = None
     redirect: bool = False
     set_cookie: bool = False
+    endless: bool = False
+    huge_line: int | None = None
+    huge_body: int | None = None
+    gzip_bomb: int | None = None
+    deep_chunk: int | None = None
+    deep_text: int | None = None
+    nul: bool = False
+    surrogate: bool = False
+    nan_cost: bool = False
+    huge_cost: bool = False
+    negative_cost: bool = False
+    huge_tokens: bool = False
+    slow_lexer: int | None = None
 
 
 def _non_negative_int(key: str, value: str) -> int:
@@ -255,6 +307,19 @@ _FAULT_KEYS: dict[str, Any] = {
     "no_cost_body": None,
     "redirect": None,
     "set_cookie": None,
+    "endless": None,
+    "huge_line": _non_negative_int,
+    "huge_body": _non_negative_int,
+    "gzip_bomb": _non_negative_int,
+    "deep_chunk": _non_negative_int,
+    "deep_text": _non_negative_int,
+    "nul": None,
+    "surrogate": None,
+    "nan_cost": None,
+    "huge_cost": None,
+    "negative_cost": None,
+    "huge_tokens": None,
+    "slow_lexer": _non_negative_int,
 }
 
 
@@ -560,7 +625,26 @@ def delta_choice(delta: dict[str, Any], finish_reason: str | None = None) -> dic
 
 def sse(data: dict[str, Any] | str) -> bytes:
     text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
-    return f"data: {text}\n\n".encode()
+    return wire(f"data: {text}\n\n")
+
+
+def wire(text: str) -> bytes:
+    """UTF-8, with any lone surrogate written as its JSON escape (``\\ud800``), not as
+    bytes UTF-8 has no place for: the ``surrogate`` fault's text stays valid JSON."""
+    return text.encode("utf-8", "backslashreplace")
+
+
+def deep_json(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+# The `usd` lexer's time grows with the square of a run of dashes, or worse.
+SLOW_LEXER_INPUT = "-"
+FILLER = "lorem ipsum dolor sit amet "
+
+
+def filler(size: int) -> str:
+    return (FILLER * (size // len(FILLER) + 1))[:size]
 
 
 def error_json(status: int, path: str, message: str | None = None) -> dict[str, Any]:
@@ -984,8 +1068,13 @@ class ChatExchange:
         self.inference_id = str(uuid.uuid4())
         self.created = int(time.time())
         self.events_sent = 0
+        self.fault = FaultSpec()
 
     def run(self) -> None:
+        scripted = self.upstream._take_script()
+        if scripted is not None:
+            self._send_script(scripted)
+            return
         try:
             fault = parse_fault_spec(self._fault_text())
         except FaultSpecError as error:
@@ -1011,11 +1100,32 @@ class ChatExchange:
         if problem:
             self.handler._send_error(400, problem)
             return
-        reply = build_reply(self.payload)
-        if self.payload.get("stream") is True:
+        self.fault = fault
+        streamed = self.payload.get("stream") is True
+        reply = _with_fault_text(build_reply(self.payload), fault, streamed=streamed)
+        if streamed:
             self._stream(reply, fault)
         else:
             self._respond(reply, fault)
+
+    def _send_script(self, scripted: ScriptedAnswer) -> None:
+        handler = self.handler
+        handler.send_response(scripted.status)
+        headers = dict(scripted.headers)
+        if not any(name.lower() == "content-type" for name in headers):
+            streamed = scripted.chunks is not None
+            headers["Content-Type"] = "text/event-stream" if streamed else "application/json"
+        if scripted.chunks is None:
+            headers["Content-Length"] = str(len(scripted.body))
+        else:
+            headers["Connection"] = "close"
+            handler.close_connection = True
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        for piece in (scripted.body,) if scripted.chunks is None else scripted.chunks:
+            handler.wfile.write(piece)
+            handler.wfile.flush()
 
     def _fault_text(self) -> str:
         header = self.handler.headers.get("X-Demo-Fault")
@@ -1036,14 +1146,14 @@ class ChatExchange:
     # ---- non-streamed
 
     def _reply_headers(self, reply: Reply, fault: FaultSpec) -> dict[str, str]:
-        if fault.no_cost:
-            return {"x-inference-id": self.inference_id}
-        return {
-            "x-inference-id": self.inference_id,
-            "x-aimlapi-credits-used": str(reply.credits_used()),
+        headers = {"x-inference-id": self.inference_id}
+        if not fault.no_cost:
+            headers["x-aimlapi-credits-used"] = str(reply.credits_used())
             # Fixed-point, as the provider writes it ("0.000098", not "9.8e-05").
-            "x-aimlapi-usd-spent": f"{reply.usd_spent():.8f}".rstrip("0").rstrip("."),
-        }
+            headers["x-aimlapi-usd-spent"] = f"{reply.usd_spent():.8f}".rstrip("0").rstrip(".")
+        if fault.huge_cost:
+            headers["x-aimlapi-usd-spent"] = "1e10"
+        return headers
 
     def _respond(self, reply: Reply, fault: FaultSpec) -> None:
         self.upstream._wait(self.upstream.first_token_delay)
@@ -1054,13 +1164,27 @@ class ChatExchange:
             empty=fault.empty_choices,
             meta=not (fault.no_cost or fault.no_cost_body),
         )
-        body = json.dumps(data, ensure_ascii=False).encode()
+        text = json.dumps(_with_fault_accounting(data, fault), ensure_ascii=False)
+        if fault.deep_chunk is not None:
+            text = f'{text[:-1]}, "deep": {deep_json(fault.deep_chunk)}}}'
+        if fault.gzip_bomb is not None:
+            self._send_gzip_bomb(text, reply, fault)
+            return
+        body = wire(text)
         if fault.malformed:
             body = body[: len(body) // 2]
         if fault.reset_after is not None:
             self._send_half_then_reset(body, reply, fault)
             return
         self.handler._send_bytes(200, body, self._reply_headers(reply, fault))
+
+    def _send_gzip_bomb(self, text: str, reply: Reply, fault: FaultSpec) -> None:
+        """The reply with its content replaced by `gzip_bomb` bytes, compressed as it is
+        built: the demo never holds the expanded body."""
+        head, _, tail = text.partition(json.dumps(reply.content, ensure_ascii=False)[1:-1])
+        body = b"".join(_gzipped([wire(head), *_filler_blocks(fault.gzip_bomb), wire(tail)]))
+        headers = {**self._reply_headers(reply, fault), "Content-Encoding": "gzip"}
+        self.handler._send_bytes(200, body, headers)
 
     def _send_half_then_reset(self, body: bytes, reply: Reply, fault: FaultSpec) -> None:
         handler = self.handler
@@ -1077,12 +1201,19 @@ class ChatExchange:
     # ---- streamed
 
     def _stream(self, reply: Reply, fault: FaultSpec) -> None:
-        self._send_stream_headers()
+        self._send_stream_headers(fault)
         pace = self.upstream.chunk_delay if fault.pace is None else fault.pace
         if fault.empty_choices:
             self._stream_empty_choices(reply, pace)
             return
+        if fault.gzip_bomb is not None:
+            self._stream_gzip_bomb(reply, fault.gzip_bomb)
+            return
         self._emit(self._chunk(reply, [delta_choice({"role": "assistant", "content": ""})]), pace)
+        if fault.endless:
+            while not self.upstream._stopping.is_set():
+                self._emit(self._chunk(reply, [delta_choice({"content": "and on "})]), pace)
+            return
         size = self.upstream.words_per_chunk
         for piece in group_pieces(word_pieces(reply.reasoning or ""), size):
             self._emit(self._chunk(reply, [delta_choice({"reasoning_content": piece})]), pace)
@@ -1094,16 +1225,26 @@ class ChatExchange:
                 )
             if sent == 1 and fault.malformed:
                 self._write(MALFORMED_EVENT)
+            if sent == 1 and fault.huge_line is not None:
+                huge = delta_choice({"content": filler(fault.huge_line)})
+                self._emit(self._chunk(reply, [huge]), pace)
+            if sent == 1 and fault.deep_chunk is not None:
+                chunk = json.dumps(self._chunk(reply, [delta_choice({"content": " "})]))
+                self._write(sse(f'{chunk[:-1]}, "deep": {deep_json(fault.deep_chunk)}}}'))
             if self._interrupted(fault, sent, len(contents)):
                 return
         self._finish_stream(reply, fault, pace)
 
-    def _send_stream_headers(self) -> None:
+    def _send_stream_headers(self, fault: FaultSpec) -> None:
         handler = self.handler
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
         handler.send_header("Cache-Control", "no-cache")
         handler.send_header("x-inference-id", self.inference_id)
+        if fault.huge_cost:
+            handler.send_header("x-aimlapi-usd-spent", "1e10")
+        if fault.gzip_bomb is not None:
+            handler.send_header("Content-Encoding", "gzip")
         for name, value in handler._common_headers(None).items():
             handler.send_header(name, value)
         # No Content-Length and no chunked encoding: the body ends when we close.
@@ -1150,8 +1291,18 @@ class ChatExchange:
         self._emit(self._chunk(reply, [], usage=reply.usage(), meta=reply.meta()), pace)
         self._write(sse("[DONE]"))
 
+    def _stream_gzip_bomb(self, reply: Reply, size: int) -> None:
+        """Content chunks adding up to `size` bytes, gzipped as they are written."""
+        block = sse(self._chunk(reply, [delta_choice({"content": filler(65536)})]))
+        events = [sse(self._chunk(reply, [delta_choice({"role": "assistant", "content": ""})]))]
+        events += [block] * max(1, size // 65536)
+        events += [sse(self._chunk(reply, [delta_choice({}, "stop")])), sse("[DONE]")]
+        for piece in _gzipped(events):
+            self._write(piece)
+
     def _chunk(self, reply: Reply, choices: list, **extra: Any) -> dict[str, Any]:
-        return chunk_json(reply, self.completion_id, self.created, choices, **extra)
+        chunk = chunk_json(reply, self.completion_id, self.created, choices, **extra)
+        return _with_fault_accounting(chunk, self.fault)
 
     def _emit(self, chunk: dict[str, Any], pace: float) -> None:
         """Write one chunk event, after the first-token delay or the pace between chunks."""
@@ -1162,6 +1313,56 @@ class ChatExchange:
     def _write(self, data: bytes) -> None:
         self.handler.wfile.write(data)
         self.handler.wfile.flush()
+
+
+def _with_fault_text(reply: Reply, fault: FaultSpec, *, streamed: bool) -> Reply:
+    """The reply with the text the fault spec asks for."""
+    content = reply.content
+    if fault.deep_text is not None:
+        content = deep_json(fault.deep_text)
+    if fault.slow_lexer is not None:
+        content = f"```usd\n{SLOW_LEXER_INPUT * fault.slow_lexer}\n```"
+    if fault.huge_body is not None and not streamed:
+        content = filler(fault.huge_body)
+    if fault.nul:
+        content = f"Before\x00after. {content}"
+    if fault.surrogate:
+        content = f"Before\ud800after. {content}"
+    return replace(reply, content=content)
+
+
+def _with_fault_accounting(data: dict[str, Any], fault: FaultSpec) -> dict[str, Any]:
+    """A reply body or chunk with the usage and cost the fault spec asks for."""
+    if fault.huge_tokens and isinstance(data.get("usage"), dict):
+        data = {**data, "usage": {**data["usage"], "prompt_tokens": 10**20}}
+    bad_cost = "NaN" if fault.nan_cost else -5 if fault.negative_cost else None
+    if bad_cost is not None and isinstance(data.get("meta"), dict):
+        data = {**data, "meta": {"usage": {**data["meta"]["usage"], "usd_spent": bad_cost}}}
+    return data
+
+
+def _filler_blocks(size: int) -> Iterator[bytes]:
+    block = filler(1 << 20).encode()
+    for start in range(0, size, len(block)):
+        yield block[: size - start]
+
+
+def _gzipped(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    for piece in pieces:
+        if out := compressor.compress(piece):
+            yield out
+    yield compressor.flush()
+
+
+@dataclass(frozen=True)
+class ScriptedAnswer:
+    """One chat answer a test wrote byte for byte (DemoUpstream.script_next)."""
+
+    status: int = 200
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    chunks: tuple[bytes, ...] | None = None
 
 
 NOT_JSON = object()
@@ -1226,6 +1427,7 @@ class DemoUpstream:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._failures: Counter[str] = Counter()
+        self._scripts: deque[ScriptedAnswer] = deque()
         # Set on stop(): wakes every handler that is sleeping (delays, stalls) at once.
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -1264,9 +1466,28 @@ class DemoUpstream:
         with self._lock:
             self._requests.clear()
             self._failures.clear()
+            self._scripts.clear()
         self.models_shape = ""
         self.models_status = None
         self.extra_models = []
+
+    def script_next(
+        self,
+        *,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+        chunks: Iterable[bytes] | None = None,
+    ) -> None:
+        """Answer the next chat request with exactly this (see the module docstring)."""
+        answer = ScriptedAnswer(
+            status=status,
+            headers=tuple((headers or {}).items()),
+            body=body,
+            chunks=None if chunks is None else tuple(chunks),
+        )
+        with self._lock:
+            self._scripts.append(answer)
 
     def start(self) -> DemoUpstream:
         self._serving = True
@@ -1314,6 +1535,10 @@ class DemoUpstream:
         )
         with self._lock:
             self._requests.append(recorded)
+
+    def _take_script(self) -> ScriptedAnswer | None:
+        with self._lock:
+            return self._scripts.popleft() if self._scripts else None
 
     def _should_fail(self, fault: FaultSpec) -> bool:
         if fault.fail_times is None:

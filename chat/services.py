@@ -705,7 +705,7 @@ class _Relay:
 
 
 def _stream_relay(relay: _Relay) -> Iterator[StreamUpdate]:
-    pump = _StreamPump(relay.stream)
+    pump = _StreamPump(relay.stream, reply_id=relay.reply.public_id)
     try:
         while relay.outcome is None:
             update = relay.take(*pump.drain(timeout=PING_INTERVAL))
@@ -725,7 +725,7 @@ async def _stream_relay_async(relay: _Relay) -> AsyncIterator[StreamUpdate]:
     stream = relay.stream
     assert isinstance(stream, client.AsyncChatStream)
     queue: asyncio.Queue = asyncio.Queue()
-    reader = asyncio.create_task(_pump_async(stream, queue))
+    reader = asyncio.create_task(_pump_async(stream, queue, relay.reply.public_id))
     checkpoint: asyncio.Task | None = None
     try:
         while relay.outcome is None:
@@ -785,14 +785,29 @@ def _stream_relay_finish(relay: _Relay) -> None:
     relay.finish(stop_requested=relay.outcome is None and _should_stop(relay.reply))
 
 
-async def _pump_async(stream: client.AsyncChatStream, queue: asyncio.Queue) -> None:
+async def _pump_async(stream: client.AsyncChatStream, queue: asyncio.Queue, reply_id: Any) -> None:
     try:
         async for event in stream.aevents():
             queue.put_nowait(event)
     except client.UpstreamError as error:
         queue.put_nowait(error)
+    except Exception:  # a bug must end the reply too, not leave the relay pinging
+        queue.put_nowait(_pump_failed(stream, reply_id))
     else:
         queue.put_nowait(_Relay.END)
+
+
+def _pump_failed(stream: client.ChatStream, reply_id: Any) -> client.UpstreamError:
+    """The ending for an unexpected error while reading a stream (logged, with the reply)."""
+    logger.exception("Reading the stream of reply %s failed", reply_id)
+    return client.UpstreamError(
+        "internal",
+        "The reply could not be read to its end because of an error in the app (it was "
+        "logged); the text received so far is kept.",
+        http_status=stream.http_status,
+        headers=stream.headers,
+        latency_ms=round((time.monotonic() - stream.started) * 1000),
+    )
 
 
 async def _drain_async(
@@ -816,8 +831,9 @@ async def _drain_async(
 class _StreamPump:
     """Reads the upstream stream in a thread, so the relay can ping and poll Stop."""
 
-    def __init__(self, stream: client.ChatStream) -> None:
+    def __init__(self, stream: client.ChatStream, *, reply_id: Any = None) -> None:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._reply_id = reply_id
         self._thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
         self._thread.start()
 
@@ -827,6 +843,8 @@ class _StreamPump:
                 self._queue.put(event)
         except client.UpstreamError as error:
             self._queue.put(error)
+        except Exception:  # a bug must end the reply too, not leave the relay pinging
+            self._queue.put(_pump_failed(stream, self._reply_id))
         else:
             self._queue.put(_Relay.END)
 
@@ -920,19 +938,47 @@ def _stream_finish(
     )
     call.http_status = stream.http_status
     call.response_headers = stream.headers
-    call.response_body = stream.body.decode(errors="replace")
+    call.response_body = client.body_text(stream.body)
     call.stream_events = list(stream.raw_events)
     call.assembled_response = stream.assembled()
     call.first_token_ms = stream.first_token_ms
     call.latency_ms = round((time.monotonic() - stream.started) * 1000)
     call.finish_reason = stream.finish_reason[:64]
-    _apply_usage(call, stream.usage, stream.usd_spent)
     if error is not None:
-        call.error_kind, call.error_message = error.kind, error.message
+        call.error_kind, call.error_message = error.kind, client.storable(error.message)
     elif status in STREAM_END_MESSAGES:
         call.error_kind, call.error_message = STREAM_END_MESSAGES[status]
-    _save_unless_deleted(call)
+    _apply_usage(call, stream.usage, stream.usd_spent, stream.notes)
+    _save_call(call)
     _reply_finish(reply, status=status, content=stream.content, reasoning=stream.reasoning)
+
+
+# Said on a call whose full record the database refused (the reply still ends).
+SAVE_REFUSED = (
+    "The database refused this call's full record (the error was logged); "
+    "only this summary was kept."
+)
+
+
+def _save_call(call: ApiCall) -> None:
+    """Save a finished call; if the database refuses the record, keep a minimal one.
+
+    Whatever the upstream sent, the reply must still end: a refused save is
+    logged, and the call is marked failed with a message that says so.
+    """
+    try:
+        _save_unless_deleted(call)
+    except DatabaseError:
+        logger.exception("Saving call %s of reply %s failed", call.public_id, call.message_id)
+        try:
+            ApiCall.objects.filter(pk=call.pk).update(
+                status=ApiCall.Status.FAILED,
+                error_kind="save_failed",
+                error_message=SAVE_REFUSED,
+                updated=timezone.now(),
+            )
+        except DatabaseError:
+            logger.exception("Saving even a summary of call %s failed", call.public_id)
 
 
 def build_payload(
@@ -995,14 +1041,23 @@ def _call_succeeded(call: ApiCall, completion: client.Completion) -> None:
     call.status = ApiCall.Status.SUCCEEDED
     call.http_status = completion.http_status
     call.response_headers = completion.headers
-    call.response_body = completion.body.decode(errors="replace")
+    call.response_body = client.body_text(completion.body)
     call.latency_ms = completion.latency_ms
     call.finish_reason = completion.finish_reason[:64]
-    _apply_usage(call, completion.usage, completion.usd_spent)
-    _save_unless_deleted(call)
+    _apply_usage(call, completion.usage, completion.usd_spent, completion.notes)
+    _save_call(call)
 
 
-def _apply_usage(call: ApiCall, usage: dict[str, Any], usd_spent: Decimal | None) -> None:
+def _apply_usage(
+    call: ApiCall,
+    usage: dict[str, Any],
+    usd_spent: Decimal | None,
+    notes: "list[str] | tuple[str, ...]" = (),
+) -> None:
+    """The counts and cost on the call record; `notes` (values the client dropped as
+    implausible) join its message, so the inspector says what was not recorded."""
+    if notes:
+        call.error_message = "\n".join(filter(None, [call.error_message, *notes]))
     details = usage.get("completion_tokens_details")
     call.prompt_tokens = _count(usage.get("prompt_tokens"))
     call.completion_tokens = _count(usage.get("completion_tokens"))
@@ -1024,19 +1079,37 @@ def _call_failed(call: ApiCall, error: client.UpstreamError) -> None:
     call.status = ApiCall.Status.FAILED
     call.http_status = error.http_status
     call.response_headers = error.headers
-    call.response_body = error.body.decode(errors="replace")
+    call.response_body = client.body_text(error.body)
     call.latency_ms = error.latency_ms
     call.error_kind = error.kind
-    call.error_message = error.message
-    _save_unless_deleted(call)
+    call.error_message = client.storable(error.message)
+    _save_call(call)
     logger.warning("Upstream call %s failed: %s", call.public_id, error.kind)
 
 
 def _reply_finish(reply: Message, *, status: str, content: str = "", reasoning: str = "") -> None:
+    """Save how a reply ended. It never stays pending: if the database refuses its
+    text, the reply is saved failed without it (logged; its call says why)."""
     reply.status = status
     reply.content = content
     reply.reasoning = reasoning
-    if _save_unless_deleted(reply, update_fields=["status", "content", "reasoning", "updated"]):
+    try:
+        saved = _save_unless_deleted(
+            reply, update_fields=["status", "content", "reasoning", "updated"]
+        )
+    except DatabaseError:
+        logger.exception("Saving reply %s failed; saving it as failed, without its text", reply.pk)
+        reply.status, reply.content, reply.reasoning = Message.Status.FAILED, "", ""
+        try:
+            saved = bool(
+                Message.objects.filter(pk=reply.pk).update(
+                    status=Message.Status.FAILED, content="", reasoning="", updated=timezone.now()
+                )
+            )
+        except DatabaseError:
+            logger.exception("Saving reply %s as failed failed too", reply.pk)
+            return
+    if saved:
         Conversation.objects.filter(pk=reply.conversation_id).update(updated=timezone.now())
 
 
@@ -1080,4 +1153,7 @@ def title_from(content: str) -> str:
 
 
 def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and value >= 0 else None
+    """A token count the record can hold (PositiveIntegerField), else None."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 0 <= value <= client.MAX_TOKEN_COUNT else None

@@ -175,6 +175,13 @@ UPSTREAM_FALLBACK_MODELS = env.list(
 )
 DEFAULT_MODEL = env.str("DEFAULT_MODEL", default="anthropic/claude-sonnet-4.5")
 
+# --- Limits on what the upstream sends ---------------------------------------
+# Decompressed bytes of one reply, streamed or not: past it a stream ends
+# Interrupted (the text so far kept), a non-streamed reply Failed.
+UPSTREAM_MAX_REPLY_BYTES = env.int("UPSTREAM_MAX_REPLY_BYTES", default=8 * 1024 * 1024)
+# Seconds one reply may take from the request to its last byte, streamed or not.
+UPSTREAM_MAX_STREAM_SECONDS = env.float("UPSTREAM_MAX_STREAM_SECONDS", default=900.0)
+
 # --- Limits on what a user can send ----------------------------------------
 MAX_MESSAGE_CHARS = env.int("MAX_MESSAGE_CHARS", default=100_000)
 MAX_SYSTEM_PROMPT_CHARS = env.int("MAX_SYSTEM_PROMPT_CHARS", default=100_000)

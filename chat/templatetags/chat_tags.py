@@ -4,6 +4,7 @@ from django import template
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from chat.client import storable
 from chat.markdown import render_markdown
 
 register = template.Library()
@@ -37,6 +38,8 @@ def pretty_json(value: str | dict | list) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, indent=2, ensure_ascii=False)
     try:
-        return json.dumps(json.loads(value), indent=2, ensure_ascii=False)
-    except (TypeError, ValueError):
+        # A raw body keeps its escapes: a "\ud800" in it decodes to a lone surrogate,
+        # which the page cannot encode; RecursionError: JSON too deep to decode.
+        return storable(json.dumps(json.loads(value), indent=2, ensure_ascii=False))
+    except (TypeError, ValueError, RecursionError):
         return value or ""
