@@ -38,6 +38,7 @@ def set_up_django(workdir: Path, base_url: str) -> None:
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "playground.settings",
+            "DEBUG": "true",  # in-process, as it was measured; DEBUG is off unless set
             "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
             "UPSTREAM_BASE_URL": base_url,
             "UPSTREAM_API_KEY": "bench-key",

@@ -192,13 +192,15 @@ def main() -> None:
     demo_port, app_port = free_port(), free_port()
     env = app_environment(workdir, demo_port)
     env["UPSTREAM_CALLS_PER_MINUTE"] = "0"  # simulated users type faster than people
+    env["UPSTREAM_CALLS_PER_MINUTE_GLOBAL"] = "0"
     if args.database_url:
         env["DATABASE_URL"] = args.database_url
     database = "PostgreSQL" if env["DATABASE_URL"].startswith("postgres") else "SQLite"
     demo = subprocess.Popen(
         [PYTHON, "manage.py", "demo_upstream", "--port", str(demo_port),
          "--first-token-delay", str(FIRST_TOKEN_DELAY), "--chunk-delay", str(CHUNK_DELAY)],
-        cwd=ROOT, env={**os.environ, "DJANGO_SETTINGS_MODULE": "playground.settings"},
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "playground.settings", "DEBUG": "true"},
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
     subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)

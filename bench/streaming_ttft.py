@@ -126,6 +126,8 @@ def app_environment(workdir: Path, demo_port: int) -> dict[str, str]:
         DATABASE_URL=env.get("BENCH_DATABASE_URL", f"sqlite:///{workdir / 'bench.sqlite3'}"),
         UPSTREAM_BASE_URL=f"http://127.0.0.1:{demo_port}/v1",
         UPSTREAM_API_KEY="bench-key",
+        # Hundreds of simulated users at once: past the server-wide call limit by design.
+        UPSTREAM_CALLS_PER_MINUTE_GLOBAL="0",
         DJANGO_SETTINGS_MODULE="playground.settings",
     )
     return env
@@ -358,7 +360,7 @@ def main() -> None:
             str(CHUNK_DELAY),
         ],
         cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "playground.settings"},
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "playground.settings", "DEBUG": "true"},
         stdout=subprocess.DEVNULL,
     )
     env = app_environment(workdir, demo_port)

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import ApiCall, CompareColumn, CompareRun, Conversation, Message
+from .models import ApiCall, CompareColumn, CompareRun, Conversation, Invitation, Message
 
 
 class MessageInline(admin.TabularInline):
@@ -67,3 +67,14 @@ class CompareRunAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # a run is made by sending a prompt, not by hand
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "note", "expires_at", "used_by", "used_at", "created"]
+    search_fields = ["note", "used_by__username"]
+    readonly_fields = ["token", "used_at", "used_by", "created", "updated"]
+    raw_id_fields = ["used_by"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # made with `manage.py invite`, which prints the link

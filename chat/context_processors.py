@@ -11,3 +11,8 @@ def upstream(request: HttpRequest) -> dict:
         "upstream_host": urlsplit(settings.UPSTREAM_BASE_URL).netloc,
         "upstream_has_key": bool(settings.UPSTREAM_API_KEY),
     }
+
+
+def accounts(request: HttpRequest) -> dict:
+    """Whether pages offer a sign-up link: not when sign-up is closed."""
+    return {"signup_mode": settings.SIGNUP_MODE}

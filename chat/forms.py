@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib.auth.forms import UserCreationForm
 from django.core.validators import MinValueValidator
 
-from . import catalogue, raw_request, schema_form
+from . import catalogue, limits, raw_request, schema_form
 from .models import CompareColumn, Conversation
 
 _RESOLVE = object()  # "look the schema up from the form's model"
@@ -53,11 +53,11 @@ class ParametersForm(forms.Form):
         help_text="0–2; blank to leave it to the model. Claude accepts 0–1.",
         widget=forms.NumberInput(attrs={"step": "0.05"}),
     )
+    # Its upper bound is the operator's and the model's (limits.output_caps_problems).
     max_tokens = forms.IntegerField(
         label="Max tokens",
         required=False,
         min_value=1,
-        max_value=1_000_000,
         help_text="Upper bound on the reply length; blank for the model's default.",
     )
     top_p = forms.FloatField(
@@ -96,6 +96,8 @@ class ParametersForm(forms.Form):
         else:
             model_id = str(self.initial.get("model") or "").strip()
         self.schema = catalogue.schema_for(model_id) if schema is _RESOLVE else schema
+        # A caller that passes the schema (an import) wants no catalogue look-ups either.
+        self.uses_catalogue = schema is _RESOLVE
         self.params = schema_form.params_of(self.schema)
         self.schema_failed = False  # the schema check found problems: offer Send anyway
         for param in self.params:
@@ -170,7 +172,25 @@ class ParametersForm(forms.Form):
         if self.schema is not None and not cleaned.get("send_anyway"):
             # Whatever could be read is checked, so every problem shows in one round.
             self._check_schema(cleaned, set_fields, free or {})
+        self._check_output_caps(cleaned, set_fields, free or {})
         return cleaned
+
+    def _check_output_caps(
+        self, cleaned: dict[str, Any], set_fields: dict[str, Any], free: dict[str, Any]
+    ) -> None:
+        """Replies per call and tokens per reply, on the field that set them."""
+        model = cleaned.get("model") or ""
+        sources = [
+            ({"max_tokens": cleaned.get("max_tokens")}, lambda name: "max_tokens"),
+            (set_fields, lambda name: schema_form.FIELD_PREFIX + name),
+            (free, lambda name: "extra_params"),
+        ]
+        for values, field_of in sources:
+            problems = limits.output_caps_problems(
+                model=model, values=values, use_catalogue=self.uses_catalogue
+            )
+            for name, problem in problems.items():
+                self.add_error(field_of(name), problem)
 
     def _check_schema(
         self, cleaned: dict[str, Any], set_fields: dict[str, Any], free: dict[str, Any]

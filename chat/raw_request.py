@@ -12,6 +12,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
+from . import limits
 from .schema_form import MAX_JSON_DEPTH, parse_json
 
 MAX_RAW_BYTES = 512 * 1024
@@ -38,6 +39,9 @@ def parse(text: str) -> dict[str, Any]:
         raise forms.ValidationError(
             "The last message must be a user message with text: it is shown as your message."
         )
+    problems = limits.output_caps_problems(model=body["model"].strip(), values=body)
+    if problems:
+        raise forms.ValidationError(list(problems.values()))
     return body
 
 

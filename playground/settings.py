@@ -67,6 +67,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "chat.context_processors.upstream",
+                "chat.context_processors.accounts",
             ],
         },
     },
@@ -190,8 +191,35 @@ MAX_EXTRA_PARAMS_BYTES = env.int("MAX_EXTRA_PARAMS_BYTES", default=16_384)
 # Spend protection: upstream calls per user per minute, counted across all app
 # processes (0 turns the limit off).
 UPSTREAM_CALLS_PER_MINUTE = env.int("UPSTREAM_CALLS_PER_MINUTE", default=30)
+# The same across all users: accounts cost nothing to make, the operator's key does.
+UPSTREAM_CALLS_PER_MINUTE_GLOBAL = env.int("UPSTREAM_CALLS_PER_MINUTE_GLOBAL", default=120)
+# How much one call may ask for: replies ("n") and tokens per reply (max_tokens and
+# its spellings; a model's own catalogue limit, when lower, applies too).
+MAX_CHOICES = env.int("MAX_CHOICES", default=8)
+MAX_OUTPUT_TOKENS = env.int("MAX_OUTPUT_TOKENS", default=65_536)
 MAX_IMPORT_BYTES = env.int("MAX_IMPORT_BYTES", default=10_485_760)
 MAX_IMPORT_CONVERSATIONS = env.int("MAX_IMPORT_CONVERSATIONS", default=1_000)
+
+# --- Accounts: sign-up, log-in and their throttles ---------------------------
+# Who may make an account: anyone (open), holders of an invitation link made with
+# `manage.py invite` (invite), or nobody (closed: the operator runs createsuperuser).
+# Development (`make run`) signs up freely; anything else is by invitation unless the
+# operator opens it.
+SIGNUP_MODES = ("open", "invite", "closed")
+SIGNUP_MODE = env.str("SIGNUP_MODE", default="open" if DEBUG else "invite").strip().lower()
+if SIGNUP_MODE not in SIGNUP_MODES:
+    raise ImproperlyConfigured(f"SIGNUP_MODE must be one of {', '.join(SIGNUP_MODES)}.")
+# Failed log-ins, per username and per client address, before log-ins are refused
+# until the window of LOGIN_THROTTLE_MINUTES ends (0 turns a counter off).
+LOGIN_FAILURES_PER_USERNAME = env.int("LOGIN_FAILURES_PER_USERNAME", default=5)
+LOGIN_FAILURES_PER_IP = env.int("LOGIN_FAILURES_PER_IP", default=20)
+LOGIN_THROTTLE_MINUTES = max(1, env.int("LOGIN_THROTTLE_MINUTES", default=15))
+# Sign-up attempts (each submit) per client address per clock hour (0: no limit).
+SIGNUPS_PER_IP_PER_HOUR = env.int("SIGNUPS_PER_IP_PER_HOUR", default=10)
+# Behind a proxy every request comes from the proxy's address: name the header it
+# sets to the client's (X-Real-IP, or X-Forwarded-For, whose last entry is used).
+# Empty: the connection's own address. Only set it when a proxy always sets it.
+CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="")
 
 LOGGING = {
     "version": 1,

@@ -134,6 +134,7 @@ def environment(database_url: str, demo_port: int) -> dict[str, str]:
         # so the per-user call limit counts across them.
         CACHE_URL="dbcache://playground_cache",
         UPSTREAM_CALLS_PER_MINUTE=str(CALL_LIMIT),
+        SIGNUP_MODE="open",  # the checks sign up; production's default is by invitation
         DJANGO_SETTINGS_MODULE="playground.settings",
     )
     return env

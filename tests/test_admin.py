@@ -5,7 +5,7 @@ from django.test import Client
 from django.urls import reverse
 
 from chat import compare
-from chat.models import ApiCall, CompareRun, Conversation, Message
+from chat.models import ApiCall, CompareRun, Conversation, Invitation, Message
 from tests.helpers import send
 
 pytestmark = pytest.mark.django_db
@@ -28,8 +28,10 @@ def admin_client_with_data(alice_client, alice, django_user_model):
     return client
 
 
-@pytest.mark.parametrize("model", [Conversation, Message, ApiCall, CompareRun])
+@pytest.mark.parametrize("model", [Conversation, Message, ApiCall, CompareRun, Invitation])
 def test_every_admin_page_loads(admin_client_with_data, model):
+    if model is Invitation:
+        Invitation.objects.create(note="for the admin")
     name = model._meta.model_name
     listing = admin_client_with_data.get(reverse(f"admin:chat_{name}_changelist"))
     change = admin_client_with_data.get(

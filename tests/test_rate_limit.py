@@ -152,3 +152,39 @@ def test_a_compare_run_counts_one_call_per_column(settings, alice_client, conver
     assert response.status_code == 400
     assert "limit of 3 calls" in response.content.decode()
     assert upstream.chat_requests() == []
+
+
+def test_a_global_limit_holds_across_users_with_its_own_message(
+    settings, alice_client, bob_client, bob, conversation, upstream
+):
+    settings.UPSTREAM_CALLS_PER_MINUTE_GLOBAL = 2
+    bobs = Conversation.objects.create(owner=bob, model="demo/echo")
+    send(alice_client, conversation, "one")
+    send(bob_client, bobs, "two")
+
+    refused = send(alice_client, conversation, "three, over the server's limit")
+
+    page = refused.content.decode()
+    assert refused.status_code == 400
+    assert (
+        "This server has reached its limit of 2 calls to the model per minute, across all users."
+        in page
+    )
+    assert re.search(r"Try again in \d+ seconds?\.", page)
+    assert "three, over the server&#x27;s limit</textarea>" in page
+    assert len(upstream.chat_requests()) == 2
+
+
+def test_a_call_refused_by_the_global_limit_does_not_use_up_the_users_own(
+    settings, alice_client, bob_client, bob, conversation
+):
+    settings.UPSTREAM_CALLS_PER_MINUTE = 2
+    settings.UPSTREAM_CALLS_PER_MINUTE_GLOBAL = 1
+    bobs = Conversation.objects.create(owner=bob, model="demo/echo")
+    send(bob_client, bobs, "bob takes the server's one call")
+    assert send(alice_client, conversation, "refused by the server").status_code == 400
+
+    settings.UPSTREAM_CALLS_PER_MINUTE_GLOBAL = 0  # off
+    send(alice_client, conversation, "one")
+
+    assert send(alice_client, conversation, "two").status_code == 302  # the refusal cost none

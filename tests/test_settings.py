@@ -63,6 +63,20 @@ def test_without_settings_the_app_refuses_to_start_rather_than_run_in_debug():
     assert "DEBUG=true for development" in result.stderr
 
 
+def test_production_signs_up_by_invitation_and_development_openly():
+    probe = "from django.conf import settings; print(settings.SIGNUP_MODE)"
+
+    production = manage("shell", "-c", probe, **PRODUCTION)
+    development = manage("shell", "-c", probe, DEBUG="true")
+    opened = manage("shell", "-c", probe, **PRODUCTION, SIGNUP_MODE="open")
+    wrong = manage("check", **PRODUCTION, SIGNUP_MODE="sometimes")
+
+    assert production.stdout.split()[-1] == "invite", production.stderr
+    assert development.stdout.split()[-1] == "open"
+    assert opened.stdout.split()[-1] == "open"
+    assert "SIGNUP_MODE must be one of open, invite, closed." in wrong.stderr
+
+
 def test_the_production_server_refuses_to_run_with_debug_on():
     result = manage("-c", "import playground.asgi", **{**PRODUCTION, "DEBUG": "true"})
 
