@@ -6,24 +6,29 @@ import of that snapshot, so there is one reader and one writer for all three.
 
 Import trusts nothing in the file: ids only link messages within the file,
 owners and file names are never read, every value is checked against the same
-bounds as the forms, and the whole file is saved in one transaction or not at all.
+bounds as the forms, and the whole file is checked before anything is written:
+it is saved whole or not at all.
 A NUL character or an unpaired surrogate, which no database stores, becomes U+FFFD
 both ways.
 """
 
 import json
+import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from . import client, storable
 from .forms import ParametersForm
 from .models import ApiCall, CompareColumn, CompareRun, Conversation, Message
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "playground.conversations"
 VERSION = 1
@@ -54,6 +59,12 @@ CALL_FIELDS = (
 PARAMETER_NAMES = ("temperature", "top_p", "max_tokens", "stop", "extra_params")
 MAX_JSON_DEPTH = 64
 MAX_POSITIVE_INT = 2_147_483_647  # PositiveIntegerField on every database
+# An import writes its conversations in transactions of about this long. Between
+# two, on SQLite, it pauses a little longer than SQLite's busy handler sleeps
+# between its tries at most (100 ms): a send waiting for the write lock gets it
+# then, rather than losing every race for it until the import ends.
+WRITE_BATCH_SECONDS = 0.2
+WRITE_PAUSE_SECONDS = 0.11
 
 
 class ImportRejected(ValueError):
@@ -189,14 +200,55 @@ def export_markdown(*, conversation: Conversation, messages: list[Message]) -> s
 
 
 def conversations_import(*, owner: Any, data: bytes) -> list[Conversation]:
-    """Create the file's conversations for `owner`, all of them or none."""
+    """Create the file's conversations for `owner`, all of them or none.
+
+    The whole file is checked before anything is written. Then the conversations
+    are written in short transactions (whole conversations, bulk inserts), with a
+    pause between them on SQLite: there a transaction holds the one write lock,
+    and other users' sends wait for one batch, not for the file. If a write
+    fails, the conversations already written are deleted again.
+    """
     if len(data) > settings.MAX_IMPORT_BYTES:
         raise ImportRejected(
             f"The file is {len(data):,} bytes; the limit is {settings.MAX_IMPORT_BYTES:,}."
         )
     conversations = parse_export(data)
-    with transaction.atomic():
-        return [_conversation_create(owner, document) for document in conversations]
+    created: list[Conversation] = []
+    try:
+        while len(created) < len(conversations):
+            if created and connection.vendor == "sqlite":
+                time.sleep(WRITE_PAUSE_SECONDS)  # the lock is free: a waiting writer takes it
+            batch = []
+            with transaction.atomic():
+                deadline = time.monotonic() + WRITE_BATCH_SECONDS
+                for document in conversations[len(created) :]:
+                    batch.append(_conversation_create(owner, document))
+                    if time.monotonic() > deadline:
+                        break
+            created += batch  # committed
+    except Exception as error:
+        _conversations_remove(created)
+        if isinstance(error, OperationalError):  # SQLite's "database is locked"
+            logger.warning("An import could not write to the database: %s", error)
+            raise ImportRejected(
+                "The database was busy with other changes. Try again in a moment."
+            ) from None
+        if isinstance(error, DatabaseError):
+            logger.warning("An import was refused by the database: %s", error)
+            raise ImportRejected(
+                "The database refused to store one of the file's conversations."
+            ) from None
+        raise
+    return created
+
+
+def _conversations_remove(conversations: list[Conversation]) -> None:
+    """What an import that failed had written, deleted (each in its own short transaction)."""
+    for conversation in reversed(conversations):
+        try:
+            conversation.delete()
+        except DatabaseError:
+            logger.exception("A failed import left conversation %s behind", conversation.pk)
 
 
 def parse_export(data: bytes) -> list[dict[str, Any]]:
@@ -575,20 +627,30 @@ def _conversation_create(owner: Any, document: dict[str, Any]) -> Conversation:
         stop=document["stop"],
         extra_params=document["extra_params"],
     )
-    created: dict[str, Message] = {}
-    calls: list[ApiCall] = []
-    for item in document["messages"]:
-        message = Message.objects.create(
+    items = document["messages"]
+    # Bulk-created (both databases return the new ids), then linked to their parents.
+    messages = Message.objects.bulk_create(
+        Message(
             conversation=conversation,
-            parent=created.get(item["parent"]),
             role=item["role"],
             status=item["status"],
             content=item["content"],
             reasoning=item["reasoning"],
         )
-        created[item["id"]] = message
-        calls += (ApiCall(conversation=conversation, message=message, **c) for c in item["calls"])
-    ApiCall.objects.bulk_create(calls)
+        for item in items
+    )
+    created = {item["id"]: message for item, message in zip(items, messages, strict=True)}
+    children = []
+    for item, message in zip(items, messages, strict=True):
+        if item["parent"] is not None:
+            message.parent = created[item["parent"]]
+            children.append(message)
+    Message.objects.bulk_update(children, ["parent"])
+    ApiCall.objects.bulk_create(
+        ApiCall(conversation=conversation, message=message, **call)
+        for item, message in zip(items, messages, strict=True)
+        for call in item["calls"]
+    )
     for run in document["compare_runs"]:
         _compare_run_create(conversation, run, created)
     if document["current_leaf"] is not None:

@@ -8,6 +8,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import UserCreationForm
 from django.core.validators import MinValueValidator
+from django.template.defaultfilters import filesizeformat
 
 from . import catalogue, limits, raw_request, schema_form
 from .models import CompareColumn, Conversation
@@ -311,11 +312,19 @@ class ImportForm(forms.Form):
         widget=forms.ClearableFileInput(attrs={"accept": "application/json,.json"}),
     )
 
+    def __init__(self, *args: Any, upload_too_large: bool = False, **kwargs: Any) -> None:
+        """`upload_too_large`: the upload was stopped at the limit (no file arrived)."""
+        super().__init__(*args, **kwargs)
+        self.upload_too_large = upload_too_large
+        if upload_too_large:
+            self.fields["file"].required = False
+
     def clean_file(self) -> bytes:
         upload = self.cleaned_data["file"]
-        if upload.size > settings.MAX_IMPORT_BYTES:
+        if self.upload_too_large or upload.size > settings.MAX_IMPORT_BYTES:
             raise forms.ValidationError(
-                f"The file is {upload.size:,} bytes; the limit is {settings.MAX_IMPORT_BYTES:,}."
+                f"The file is larger than {filesizeformat(settings.MAX_IMPORT_BYTES)}, the "
+                "largest file this Playground imports. Nothing was imported."
             )
         return upload.read()
 

@@ -286,12 +286,20 @@ def start_once[T](
                 return found, False
             if conversation.messages.filter(idempotency_key=idempotency_key).exists():
                 raise ValidationError(KEY_REUSED) from None  # by another kind of submit
-        if isinstance(error, OperationalError):  # SQLite's "database is locked", or no database
-            logger.warning("A start could not write to the database: %s", error)
-            raise ValidationError(START_BUSY) from None
-        # A constraint, or a value PostgreSQL cannot store (a DataError).
-        logger.warning("A start was refused by the database: %s", error)
-        raise ValidationError(START_REFUSED) from None
+        raise _refused(error) from None
+
+
+class StartRefused(ValidationError):
+    """The database refused a start, or was too busy for it: nothing was saved or sent."""
+
+
+def _refused(error: DatabaseError) -> StartRefused:
+    if isinstance(error, OperationalError):  # SQLite's "database is locked", or no database
+        logger.warning("A start could not write to the database: %s", error)
+        return StartRefused(START_BUSY)
+    # A constraint, or a value PostgreSQL cannot store (a DataError).
+    logger.warning("A start was refused by the database: %s", error)
+    return StartRefused(START_REFUSED)
 
 
 def generation_commit(
@@ -346,17 +354,25 @@ def reply_prepare_retry(*, reply: Message) -> Message:
     limits.upstream_calls_take(user_id=reply.conversation.owner_id)
     if reply.status in {Message.Status.STOPPED, Message.Status.INTERRUPTED}:
         conversation = reply.conversation
-        with transaction.atomic():
-            retry = reply_placeholder(
-                conversation=conversation, parent=reply.parent, compare_column=reply.compare_column
-            )
-            conversation.current_leaf = retry
-            conversation.save(update_fields=["current_leaf", "updated"])
+        try:
+            with transaction.atomic():
+                retry = reply_placeholder(
+                    conversation=conversation,
+                    parent=reply.parent,
+                    compare_column=reply.compare_column,
+                )
+                conversation.current_leaf = retry
+                conversation.save(update_fields=["current_leaf", "updated"])
+        except DatabaseError as error:
+            raise _refused(error) from None
         return retry
     # Claim the reply atomically, so two clicks on Retry start one generation.
-    claimed = Message.objects.filter(
-        pk=reply.pk, role=Message.Role.ASSISTANT, status=Message.Status.FAILED
-    ).update(status=Message.Status.PENDING, updated=timezone.now())
+    try:
+        claimed = Message.objects.filter(
+            pk=reply.pk, role=Message.Role.ASSISTANT, status=Message.Status.FAILED
+        ).update(status=Message.Status.PENDING, updated=timezone.now())
+    except DatabaseError as error:
+        raise _refused(error) from None
     if not claimed:
         raise ValidationError("Only a failed, stopped or interrupted reply can be retried.")
     reply.status = Message.Status.PENDING
@@ -381,9 +397,12 @@ def replies_expire_stale(*, conversation: Conversation) -> None:
         + 30
     )
     cutoff = timezone.now() - timedelta(seconds=worst_case)
-    conversation.messages.filter(status=Message.Status.PENDING, updated__lt=cutoff).update(
-        status=Message.Status.INTERRUPTED, updated=timezone.now()
-    )
+    stale = conversation.messages.filter(status=Message.Status.PENDING, updated__lt=cutoff)
+    # A page view writes only when there is something to mark (a write waits for
+    # SQLite's lock), and a busy database leaves it for the next view.
+    if stale.exists():
+        with contextlib.suppress(OperationalError), transaction.atomic():
+            stale.update(status=Message.Status.INTERRUPTED, updated=timezone.now())
 
 
 def reply_generate(*, reply: Message) -> None:

@@ -24,6 +24,8 @@ from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from playground import body_limits
+
 from . import (
     accounts,
     branches,
@@ -495,7 +497,7 @@ def reply_retry(request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUI
     reply = get_object_or_404(conversation.messages, public_id=message_id)
     try:
         reply = services.reply_retry(reply=reply)
-    except limits.RateLimited as error:
+    except (limits.RateLimited, services.StartRefused) as error:
         flash.error(request, error.message)
     except ValidationError:
         pass  # a second click on Retry finds the reply no longer failed; the page shows it
@@ -798,7 +800,15 @@ def conversations_export(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def conversations_import(request: HttpRequest) -> HttpResponse:
-    form = ImportForm(request.POST, request.FILES) if request.method == "POST" else ImportForm()
+    form = (
+        ImportForm(
+            request.POST,
+            request.FILES,
+            upload_too_large=body_limits.upload_too_large(request),  # after reading FILES
+        )
+        if request.method == "POST"
+        else ImportForm()
+    )
     if form.is_bound and form.is_valid():
         try:
             imported = exports.conversations_import(

@@ -42,6 +42,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: nothing before it may read a body over the limit.
+    "playground.body_limits.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "playground.middleware.StaticFilesMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -152,7 +154,6 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 if env.bool("BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BYTES", default=2_621_440)
 
 # --- The upstream ------------------------------------------------------------
 # With neither a key nor a base URL configured, the app talks to the built-in
@@ -197,8 +198,20 @@ UPSTREAM_CALLS_PER_MINUTE_GLOBAL = env.int("UPSTREAM_CALLS_PER_MINUTE_GLOBAL", d
 # its spellings; a model's own catalogue limit, when lower, applies too).
 MAX_CHOICES = env.int("MAX_CHOICES", default=8)
 MAX_OUTPUT_TOKENS = env.int("MAX_OUTPUT_TOKENS", default=65_536)
+
+# --- Limits on request bodies and imports -------------------------------------
+# Held before a body is read (playground/body_limits.py): a larger request is
+# answered 413 at once, under ASGI and WSGI. The import form may carry a file of
+# MAX_IMPORT_BYTES (and its form fields); its upload stops there while it streams.
+MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", default=2_621_440)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 MAX_IMPORT_BYTES = env.int("MAX_IMPORT_BYTES", default=10_485_760)
 MAX_IMPORT_CONVERSATIONS = env.int("MAX_IMPORT_CONVERSATIONS", default=1_000)
+FILE_UPLOAD_HANDLERS = [
+    "playground.body_limits.UploadLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # --- Accounts: sign-up, log-in and their throttles ---------------------------
 # Who may make an account: anyone (open), holders of an invitation link made with

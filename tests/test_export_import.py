@@ -314,7 +314,7 @@ def test_a_file_over_the_size_limit_is_refused_before_it_is_read(bob_client, set
     response = upload(bob_client, encode(valid_file(title="x" * 2_000)))
 
     assert response.status_code == 400
-    assert "the limit is 1,000" in response.content.decode()
+    assert "The file is larger than 1000\xa0bytes" in response.content.decode()
     assert not Conversation.objects.exists()
 
 

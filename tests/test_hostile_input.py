@@ -1,16 +1,22 @@
 """Hostile input a user types or uploads: refused with a message on its field, never a 500."""
 
 import json
+import socket
+import sqlite3
+import threading
+import time
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
+from django.db import connection, connections
 from django.urls import reverse
 
 from chat import branches, compare, services, sharing, storable
 from chat.models import ApiCall, Conversation, Message, Share
-from tests.helpers import form_data, panel, send
+from playground import body_limits
+from playground.handlers import OneHopASGIHandler
+from tests.helpers import EndlessBody, asgi_request, form_data, large_export, panel, send
 
 pytestmark = pytest.mark.django_db
 
@@ -280,3 +286,217 @@ def test_continuing_a_share_whose_snapshot_is_refused_says_why(
     assert "Nothing was copied." in page
     assert "conversation.messages: 2 messages; at most 1 per conversation." in page
     assert not Conversation.objects.filter(owner=bob).exists()
+
+
+# --- Request bodies over the limit (finding 9) ----------------------------------------
+
+HUGE = 300 * 10**6
+MULTIPART = "multipart/form-data; boundary=BoUnDaRy"
+
+
+def test_a_huge_body_with_content_length_is_refused_under_asgi_before_it_is_read():
+    body = EndlessBody(HUGE)
+    started = time.monotonic()
+
+    status, page = asgi_request(
+        OneHopASGIHandler(),
+        path=reverse("login"),
+        headers={"content-length": str(HUGE), "content-type": MULTIPART},
+        receive=body.receive,
+    )
+
+    assert status == 413
+    assert b"larger than 2.5" in page
+    assert body.read_bytes == 0  # nothing received, so nothing spooled to a temporary file
+    assert time.monotonic() - started < 2
+
+
+def test_a_chunked_body_past_the_limit_is_stopped_under_asgi(settings):
+    body = EndlessBody(HUGE)
+
+    status, _ = asgi_request(
+        OneHopASGIHandler(),
+        path=reverse("login"),
+        headers={"content-type": MULTIPART},  # no Content-Length: chunked
+        receive=body.receive,
+    )
+
+    assert status == 413
+    assert body.read_bytes <= settings.MAX_REQUEST_BYTES + body.chunk
+
+
+def test_an_import_may_be_larger_than_other_requests_but_not_without_bound(settings):
+    settings.MAX_IMPORT_BYTES = 5 * 2**20
+    within, beyond = EndlessBody(HUGE), EndlessBody(HUGE)
+
+    asgi_request(
+        OneHopASGIHandler(),
+        path=reverse("conversations_import"),
+        headers={"content-type": MULTIPART},
+        receive=within.receive,
+    )
+    status, _ = asgi_request(
+        OneHopASGIHandler(),
+        path=reverse("conversations_import"),
+        headers={"content-length": str(6 * 2**20), "content-type": MULTIPART},
+        receive=beyond.receive,
+    )
+
+    assert within.read_bytes > settings.MAX_REQUEST_BYTES
+    assert within.read_bytes <= 5 * 2**20 + body_limits.IMPORT_FORM_OVERHEAD + within.chunk
+    assert status == 413 and beyond.read_bytes == 0
+
+
+def test_a_huge_body_with_content_length_is_refused_under_wsgi_before_it_is_read(client):
+    body = EndlessBody(HUGE)
+    started = time.monotonic()
+
+    response = client.post(
+        reverse("login"),
+        content_type=MULTIPART,
+        **{"wsgi.input": body, "CONTENT_LENGTH": str(HUGE)},
+    )
+
+    assert response.status_code == 413
+    assert body.read_bytes == 0
+    assert time.monotonic() - started < 2
+
+
+def test_an_import_over_the_limit_is_stopped_while_it_streams_and_says_so(
+    bob, bob_client, settings
+):
+    settings.MAX_IMPORT_BYTES = 100_000
+    file = SimpleUploadedFile("big.json", b" " * 150_000, content_type="application/json")
+
+    response = bob_client.post(reverse("conversations_import"), {"file": file})
+
+    assert response.status_code == 400
+    errors = " ".join(response.context["form"].errors["file"])
+    assert "The file is larger than 97.7\xa0KB" in errors
+    assert "Nothing was imported." in errors
+    assert not Conversation.objects.filter(owner=bob).exists()
+
+
+def test_an_import_declared_over_the_limit_is_refused_before_it_is_read(bob_client, settings):
+    settings.MAX_IMPORT_BYTES = 100_000
+    body = EndlessBody(HUGE)
+
+    response = bob_client.post(
+        reverse("conversations_import"),
+        content_type=MULTIPART,
+        **{"wsgi.input": body, "CONTENT_LENGTH": str(20 * 2**20)},
+    )
+
+    assert response.status_code == 413
+    assert body.read_bytes == 0
+
+
+def test_the_dev_server_answers_a_huge_declared_body_at_once_without_reading_it(live_server):
+    host, port = live_server.thread.host, live_server.thread.port
+    with socket.create_connection((host, port), timeout=5) as conn:
+        conn.sendall(
+            f"POST {reverse('login')} HTTP/1.1\r\nHost: {host}\r\n"
+            f"Content-Type: {MULTIPART}\r\nContent-Length: {HUGE}\r\n\r\n".encode()
+            + b"x" * 1000
+        )
+        answer = b""
+        while chunk := conn.recv(65536):  # the server closes: it waits for no more body
+            answer += chunk
+
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b"Connection: close" in answer
+
+
+# --- A large import and other users' writes (finding 8) -------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_large_import_does_not_keep_other_users_writes_waiting(alice, bob, bob_client):
+    data = large_export(conversations=300, exchanges=5)
+    waits: list[float] = []
+    importing = threading.Event()
+    done = threading.Event()
+
+    def another_user_writes() -> None:
+        try:
+            importing.wait()
+            while not done.is_set():
+                asked = time.monotonic()
+                Conversation.objects.create(owner=alice, title="Alice meanwhile")
+                waits.append(time.monotonic() - asked)
+                time.sleep(0.02)
+        finally:
+            connections.close_all()
+
+    writer = threading.Thread(target=another_user_writes)
+    writer.start()
+    importing.set()
+    started = time.monotonic()
+    response = bob_client.post(
+        reverse("conversations_import"),
+        {"file": SimpleUploadedFile("big.json", data, content_type="application/json")},
+    )
+    took = time.monotonic() - started
+    done.set()
+    writer.join()
+
+    assert response.status_code == 302
+    assert Conversation.objects.filter(owner=bob).count() == 300
+    assert len(waits) > 5 and took > 1  # the writes did overlap the import's
+    assert max(waits) < 0.75
+
+
+def refuse_titles(title: str) -> str:
+    """SQL for a trigger that makes the database refuse a conversation with `title`."""
+    if connection.vendor == "sqlite":
+        return (
+            "CREATE TRIGGER refuse BEFORE INSERT ON chat_conversation "
+            f"WHEN NEW.title = '{title}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    return (
+        "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+        f"IF NEW.title = '{title}' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; "
+        "END $$ LANGUAGE plpgsql; CREATE TRIGGER refuse BEFORE INSERT ON chat_conversation "
+        "FOR EACH ROW EXECUTE FUNCTION refuse()"
+    )
+
+
+def test_an_import_whose_write_fails_midway_keeps_nothing(bob, bob_client, settings):
+    document = json.loads(large_export(conversations=6, exchanges=1))
+    document["conversations"][4]["title"] = "refused"
+    with connection.cursor() as cursor:
+        cursor.execute(refuse_titles("refused"))
+
+    response = bob_client.post(
+        reverse("conversations_import"),
+        {"file": SimpleUploadedFile("e.json", json.dumps(document).encode())},
+    )
+
+    assert response.status_code == 400
+    assert "Nothing was imported. The database refused to store one of the file" in (
+        " ".join(response.context["form"].errors["file"])
+    )
+    assert not Conversation.objects.filter(owner=bob).exists()
+    assert not Message.objects.exists()
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's one write lock")
+@pytest.mark.django_db(transaction=True)
+def test_a_send_while_the_database_is_locked_says_busy_and_keeps_the_text(
+    alice_client, conversation, upstream
+):
+    connection.ensure_connection()
+    connection.connection.execute("PRAGMA busy_timeout = 200")  # not the 20 s of settings
+    other = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the write lock
+    try:
+        response = send(alice_client, conversation, "Keep this text")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+    assert response.status_code == 400
+    assert services.START_BUSY in " ".join(response.context["form"].non_field_errors())
+    assert response.context["form"]["content"].value() == "Keep this text"
+    assert not Message.objects.exists()
+    assert upstream.chat_requests() == []
