@@ -68,10 +68,11 @@ CSRF = "h" * 32
 RSS_TARGET = 1.5
 PAUSE_TARGET_MS = 1000
 SAMPLE_SECONDS = 0.05
-# Long enough for a normal stream to settle into its rhythm before the case starts,
-# and for a freeze that follows the case (a final render) to be seen after it.
+# Long enough for a normal stream to settle into its rhythm before the case starts.
 LEAD_IN_SECONDS = 0.5
-TAIL_SECONDS = 1.0
+# After the case, bob finishes one more whole reply (so a freeze that follows the case,
+# or one in his own final render, is seen), within this bound.
+TAIL_SECONDS = 15.0
 MIB = 1024 * 1024
 READ_SIZE = 65536
 # Alice's requests that are the case itself, not pages showing it.
@@ -874,7 +875,10 @@ def measure(case: Case, demo: Demo, app: App, users, args) -> Row:
         alice.hang_up()
         hostile.join(timeout=10)
         outcome.notes.append("hung up at the time limit")
-    time.sleep(TAIL_SECONDS)
+    completed = normal.completed
+    tail_deadline = time.monotonic() + TAIL_SECONDS
+    while normal.completed == completed and time.monotonic() < tail_deadline:
+        time.sleep(0.05)
     pause = rhythm.stop()
     normal.stop()
     peaks = sampler.stop()
