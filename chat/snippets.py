@@ -13,6 +13,7 @@ import pprint
 import shlex
 from typing import Any
 
+from . import formatting
 from .client import chat_url, encode_body
 
 KEY_PLACEHOLDER = "<YOUR_API_KEY>"
@@ -87,7 +88,10 @@ def all_snippets(*, body: str) -> dict[str, str]:
 
 
 def _is_canonical(body: str) -> bool:
-    """True when re-encoding the parsed body gives the same bytes (our own encoding)."""
+    """True when re-encoding the parsed body gives the same bytes (our own encoding),
+    and it is small and shallow enough to lay out as code (else it is quoted as is)."""
+    if not formatting.fits(body):
+        return False
     try:
         return encode_body(json.loads(body)).decode() == body
     except ValueError:

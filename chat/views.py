@@ -1,5 +1,6 @@
 """Thin views: load the object (scoped to its owner), bind a form, call one service."""
 
+import asyncio
 import json
 import uuid
 from collections import defaultdict
@@ -34,6 +35,7 @@ from . import (
     database_thread,
     exports,
     limits,
+    markdown,
     raw_request,
     services,
     sharing,
@@ -336,9 +338,19 @@ async def _reply_events_async(
             yield b": ping\n\n"
         elif kind == "delta":
             yield _sse("delta", data)
+    # Every stream's checkpoints and first events queue on the database thread:
+    # the reply's Markdown, the slow part of the `done` event, is rendered into the
+    # render cache in a thread of its own, and the event's render there finds it.
+    await asyncio.to_thread(_render_markdown_of, reply)
     yield await database_thread.run(
         database_thread.FINISH, _done_event, request, conversation, reply, in_compare
     )
+
+
+def _render_markdown_of(message: Message) -> None:
+    for text in (message.content, message.reasoning):
+        if text:
+            markdown.render_markdown(text)
 
 
 def _done_event(

@@ -234,6 +234,26 @@ SIGNUPS_PER_IP_PER_HOUR = env.int("SIGNUPS_PER_IP_PER_HOUR", default=10)
 # Empty: the connection's own address. Only set it when a proxy always sets it.
 CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="")
 
+# --- Limits on formatting ----------------------------------------------------
+# Model output and stored records are formatted for reading only within these
+# bounds (chat/formatting.py, chat/markdown.py); past them the exact text is shown
+# as received, with a note saying why, and code is shown plain.
+MAX_FORMAT_CHARS = env.int("MAX_FORMAT_CHARS", default=262_144)
+MAX_FORMAT_DEPTH = env.int("MAX_FORMAT_DEPTH", default=32)
+MAX_MARKDOWN_CHARS = env.int("MAX_MARKDOWN_CHARS", default=131_072)
+MAX_HIGHLIGHT_CHARS = env.int("MAX_HIGHLIGHT_CHARS", default=65_536)
+HIGHLIGHT_TIME_BUDGET = env.float("HIGHLIGHT_TIME_BUDGET", default=0.5)
+# Pygments lexers whose every step stays short on hostile input, so the time budget
+# holds (measured by bench/highlight_lexers.py); any alias of one counts.
+HIGHLIGHT_LANGUAGES = env.list(
+    "HIGHLIGHT_LANGUAGES",
+    default=[
+        "python", "javascript", "typescript", "jsx", "tsx", "json", "json5", "yaml", "toml",
+        "bash",
+    ],
+)  # fmt: skip
+MARKDOWN_CACHE_BYTES = env.int("MARKDOWN_CACHE_BYTES", default=33_554_432)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

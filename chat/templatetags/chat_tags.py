@@ -1,10 +1,8 @@
-import json
-
 from django import template
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from chat.client import storable
+from chat.formatting import format_json
 from chat.markdown import render_markdown
 
 register = template.Library()
@@ -33,13 +31,6 @@ def stream_event_rows(events: list[dict]) -> SafeString:
 
 
 @register.filter
-def pretty_json(value: str | dict | list) -> str:
-    """Indented JSON for reading; text that is not JSON is shown unchanged."""
-    if isinstance(value, dict | list):
-        return json.dumps(value, indent=2, ensure_ascii=False)
-    try:
-        # A raw body keeps its escapes: a "\ud800" in it decodes to a lone surrogate,
-        # which the page cannot encode; RecursionError: JSON too deep to decode.
-        return storable(json.dumps(json.loads(value), indent=2, ensure_ascii=False))
-    except (TypeError, ValueError, RecursionError):
-        return value or ""
+def formatted_json(value: str | dict | list | None) -> SafeString:
+    """A <pre> of indented JSON, or of the text as received past the formatting limits."""
+    return format_json(value)
