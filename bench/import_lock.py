@@ -1,6 +1,6 @@
 """How long an import of a large file keeps other users' writes waiting (SQLite).
 
-    .venv/bin/python bench/import_lock.py [--conversations 250] [--exchanges 20]
+    .venv/bin/python bench/import_lock.py [--conversations 1000] [--exchanges 5]
 
 Builds an export file (about 10 MB by default, MAX_IMPORT_BYTES), imports it with
 the app's own service into a throwaway SQLite database, and meanwhile another
@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--conversations", type=int, default=250)
-    parser.add_argument("--exchanges", type=int, default=20)
+    parser.add_argument("--conversations", type=int, default=1000)
+    parser.add_argument("--exchanges", type=int, default=5)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="import-lock-"))
     database = workdir / "bench.sqlite3"

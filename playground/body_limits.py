@@ -8,12 +8,14 @@ WSGI, and, for the one form that takes a file, by UploadLimitHandler as the file
 streams in.
 """
 
+import functools
+
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.core.handlers.wsgi import LimitedStream
 from django.http import HttpRequest, HttpResponse
 from django.template.defaultfilters import filesizeformat
-from django.urls import Resolver404, resolve
+from django.urls import get_script_prefix, reverse
 from django.utils.html import escape
 
 # The import form's other fields and its multipart headers, beside the file itself.
@@ -23,13 +25,15 @@ IMPORT_URL_NAME = "conversations_import"
 
 def body_limit(path_info: str) -> int:
     """The largest body a request to `path_info` may have, in bytes."""
-    try:
-        url_name = resolve(path_info).url_name
-    except Resolver404:
-        url_name = None
-    if url_name == IMPORT_URL_NAME:
+    if path_info == _import_path():
         return settings.MAX_IMPORT_BYTES + IMPORT_FORM_OVERHEAD
     return settings.MAX_REQUEST_BYTES
+
+
+@functools.cache
+def _import_path() -> str:
+    # Compared, not resolved: resolving took about 0.1 ms of every request.
+    return reverse(IMPORT_URL_NAME).removeprefix(get_script_prefix().rstrip("/"))
 
 
 def too_large(limit: int) -> HttpResponse:

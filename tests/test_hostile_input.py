@@ -473,7 +473,7 @@ def test_an_import_whose_write_fails_midway_keeps_nothing(bob, bob_client, setti
     )
 
     assert response.status_code == 400
-    assert "Nothing was imported. The database refused to store one of the file" in (
+    assert "Nothing was imported. The database refused to store a conversation" in (
         " ".join(response.context["form"].errors["file"])
     )
     assert not Conversation.objects.filter(owner=bob).exists()
