@@ -145,6 +145,7 @@ class Session:
         self.deadline = deadline
         self.answers: list[Answer] = []
         self.connection: http.client.HTTPConnection | None = None  # the one open now
+        self.doing = ""  # what it asks for now (the RSS peak names it)
 
     def timeout(self) -> float:
         return max(1.0, min(120.0, self.deadline - time.monotonic()))
@@ -176,6 +177,7 @@ class Session:
         started = time.perf_counter()
         answer = Answer(label, None, 0.0)
         connection = None
+        self.doing = label
         try:
             connection, response = self.open(method, path, body, self.headers(content_type))
             answer.status = response.status
@@ -391,24 +393,36 @@ def rss_mib(pid: int) -> float:
 
 
 class RssSampler(threading.Thread):
-    """Each worker's peak RSS, sampled every SAMPLE_SECONDS until stopped."""
+    """Each worker's RSS, sampled every SAMPLE_SECONDS until stopped, with what `doing()`
+    said was going on at each sample."""
 
-    def __init__(self, pids: list[int]) -> None:
+    def __init__(self, pids: list[int], doing) -> None:
         super().__init__(daemon=True)
         self.pids = pids
-        self.peak = dict.fromkeys(pids, 0.0)
+        self.doing = doing
+        self.samples: dict[int, list[tuple[float, str]]] = {pid: [] for pid in pids}
         self.stopping = threading.Event()
 
     def run(self) -> None:
         while not self.stopping.is_set():
             for pid in self.pids:
-                self.peak[pid] = max(self.peak[pid], rss_mib(pid))
+                self.samples[pid].append((rss_mib(pid), self.doing()))
             self.stopping.wait(SAMPLE_SECONDS)
 
     def stop(self) -> dict[int, float]:
+        """Each worker's peak RSS."""
         self.stopping.set()
         self.join()
-        return self.peak
+        return {
+            pid: max((rss for rss, _ in samples), default=0.0)
+            for pid, samples in self.samples.items()
+        }
+
+    def peak_during(self, pid: int) -> str:
+        """What was going on when the RSS first came near its peak (it never goes back
+        down much: freed memory stays with the process)."""
+        peak = max(rss for rss, _ in self.samples[pid])
+        return next(doing for rss, doing in self.samples[pid] if rss >= 0.95 * peak)
 
 
 def idle_rss(pids: list[int]) -> dict[int, float]:
@@ -601,6 +615,7 @@ def hostile_stream(alice: Session, conversation: str, spec: str, outcome: Outcom
     form = send_form("Be hostile, please.", extra={"demo_fault": spec})
     started = time.perf_counter()
     answer = Answer("hostile stream", None, 0.0)
+    alice.doing = answer.label
     connection = None
     try:
         connection, response = alice.open(
@@ -659,6 +674,7 @@ def find_in_page(session: Session, path: str, pattern: bytes) -> list[bytes]:
         return []
     found: list[bytes] = []
     connection = None
+    session.doing = f"GET {path}"
     try:
         connection, response = session.open("GET", path)
         tail = b""
@@ -824,6 +840,8 @@ def run_case(case: Case, demo: Demo, template: Path | None, env: dict, users, ar
     app = App(case_env, args.workers, workdir / "server.log")
     try:
         row = measure(case, demo, app, users, args)
+    except Exception as error:  # one broken case must not stop the others
+        row.notes = f"bench error: {type(error).__name__}: {error}"
     finally:
         tracebacks = app.stop()
         demo.reset()
@@ -855,7 +873,7 @@ def measure(case: Case, demo: Demo, app: App, users, args) -> Row:
     alice.answers.clear()
     bob.answers.clear()
 
-    sampler = RssSampler(app.pids)
+    sampler = RssSampler(app.pids, lambda: alice.doing)
     sampler.start()
     normal = NormalStreams(app.port, {**users[1], "conversation": bob_conversation}, rhythm)
     normal.start()
@@ -875,6 +893,7 @@ def measure(case: Case, demo: Demo, app: App, users, args) -> Row:
         alice.hang_up()
         hostile.join(timeout=10)
         outcome.notes.append("hung up at the time limit")
+    alice.doing = "nothing (bob's last reply)"
     completed = normal.completed
     tail_deadline = time.monotonic() + TAIL_SECONDS
     while normal.completed == completed and time.monotonic() < tail_deadline:
@@ -896,6 +915,7 @@ def measure(case: Case, demo: Demo, app: App, users, args) -> Row:
     answers = alice.answers + bob.answers
     pages = [a for a in answers if a.label not in HOSTILE_REQUESTS]
     row.idle, row.peak = idle[worst], max(peaks[worst], idle[worst])
+    peak_during = sampler.peak_during(worst)
     row.pause_ms = pause * 1000
     row.errors_500 = (
         warm_up_500s
@@ -905,6 +925,8 @@ def measure(case: Case, demo: Demo, app: App, users, args) -> Row:
     row.slowest_page = max((a.seconds for a in pages), default=0.0)
     no_answer = [a for a in answers if a.status is None]
     notes = list(outcome.notes)
+    if row.ratio >= RSS_TARGET:
+        notes.append(f"RSS peak during: {peak_during}")
     if no_answer:
         notes.append(
             f"{len(no_answer)} requests unanswered ({no_answer[0].label}: {no_answer[0].error})"
