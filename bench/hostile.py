@@ -1,7 +1,7 @@
 """A hostile upstream and hostile input, one case at a time, beside a normal stream (issue 18).
 
     .venv/bin/python bench/hostile.py [--cases slow_lexer deep_text=20000 ...] [--repeat 2]
-        [--case-seconds 60] [--workers 1] [--database-url URL]
+        [--case-seconds 60] [--workers 1] [--database-url URL] [--set SETTING=VALUE ...]
 
 Starts the demo upstream and, for each case, the app as `make serve` runs it (uvicorn on
 playground.asgi, DEBUG off, a SECRET_KEY, the demo as the upstream) on its own copy of a
@@ -1016,6 +1016,13 @@ def main() -> None:
     parser.add_argument("--case-seconds", type=float, default=60, help="each case's time limit")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers")
     parser.add_argument("--database-url", help="a PostgreSQL database to use (emptied first)")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="SETTING=VALUE",
+        help="settings for the app, e.g. UPSTREAM_MAX_REPLY_BYTES=1048576 (to try a limit)",
+    )
     args = parser.parse_args()
     cases = parse_cases(args.cases)
 
@@ -1024,6 +1031,7 @@ def main() -> None:
     rows: list[Row] = []
     try:
         env = bench_environment(workdir, demo.port, args.database_url)
+        env.update(setting.split("=", 1) for setting in args.set)
         users = prepare(env)
         template = None if args.database_url else workdir / "bench.sqlite3"
         for case in cases:
@@ -1042,7 +1050,8 @@ def main() -> None:
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
     table = markdown_table(rows)
-    print(f"\nAt {commit}, {args.workers} worker(s), worst of {args.repeat} run(s):\n")
+    settings = f", with {' '.join(args.set)}" if args.set else ""
+    print(f"\nAt {commit}, {args.workers} worker(s){settings}, worst of {args.repeat} run(s):\n")
     print(table)
 
 
