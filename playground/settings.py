@@ -243,13 +243,21 @@ MAX_FORMAT_DEPTH = env.int("MAX_FORMAT_DEPTH", default=32)
 MAX_MARKDOWN_CHARS = env.int("MAX_MARKDOWN_CHARS", default=131_072)
 MAX_HIGHLIGHT_CHARS = env.int("MAX_HIGHLIGHT_CHARS", default=65_536)
 HIGHLIGHT_TIME_BUDGET = env.float("HIGHLIGHT_TIME_BUDGET", default=0.5)
-# Pygments lexers whose every step stays short on hostile input, so the time budget
-# holds (measured by bench/highlight_lexers.py); any alias of one counts.
+# The common languages whose Pygments lexer never spends long on one token of
+# hostile input, so that the time budget holds (bench/highlight_lexers.py; it
+# refused ini, console, matlab and ocaml: one token took 20-50 s). Any alias counts.
 HIGHLIGHT_LANGUAGES = env.list(
     "HIGHLIGHT_LANGUAGES",
     default=[
         "python", "javascript", "typescript", "jsx", "tsx", "json", "json5", "yaml", "toml",
-        "bash",
+        "bash", "powershell", "batch", "html", "xml", "css", "scss", "sass", "less", "sql",
+        "postgresql", "mysql", "c", "cpp", "csharp", "java", "kotlin", "go", "rust", "ruby",
+        "php", "swift", "scala", "haskell", "lua", "perl", "r", "dart", "docker", "make",
+        "diff", "markdown", "text", "graphql", "nginx", "elixir", "erlang", "julia",
+        "objective-c", "latex", "zig", "clojure", "fsharp", "vbnet", "groovy", "terraform",
+        "protobuf", "cmake", "nix", "solidity", "nasm", "wast", "django", "properties",
+        "apacheconf", "http", "rst", "fortran", "pascal", "scheme", "lisp", "elm", "d",
+        "verilog", "awk", "vim", "tcl", "coffeescript",
     ],
 )  # fmt: skip
 MARKDOWN_CACHE_BYTES = env.int("MARKDOWN_CACHE_BYTES", default=33_554_432)
