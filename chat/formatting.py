@@ -14,6 +14,8 @@ from django.conf import settings
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from .client import storable
+
 
 def too_deep(limit: int) -> str:
     return f"too deep to format (more than {limit:,} levels)"
@@ -56,7 +58,9 @@ def format_json(value: str | dict | list | None) -> SafeString:
     indented = _indented(value, limit)
     if indented is None:
         return as_received(_compact(value) if text is None else text, too_large(limit))
-    return format_html('<pre class="json">{}</pre>', indented)
+    # Decoding turns a raw body's "\ud800" escape into a lone surrogate the page cannot
+    # encode (h/client's storable; restored when merging h/render's formatted_json).
+    return format_html('<pre class="json">{}</pre>', storable(indented))
 
 
 def fits(text: str) -> bool:
