@@ -162,9 +162,10 @@ class BoundedDecoder:
         self.total += len(data)
         return data
 
-    def too_big(self, suffix: str = ", so it was not read further.") -> UpstreamError:
+    def too_big(self) -> UpstreamError:
         return UpstreamError(
-            "too_big", f"{self.what} passed the {_megabytes(self.limit)} limit{suffix}"
+            "too_big",
+            f"{self.what} passed the {_megabytes(self.limit)} limit, so it was not read further.",
         )
 
 
@@ -179,9 +180,9 @@ def read_limited(
     `what` (e.g. "The reply") naming the body in its message; the response is
     closed then, since its connection still holds unread bytes.
     """
-    decoder = BoundedDecoder(response.headers.get("Content-Encoding"), limit=limit, what=what)
     pieces = []
     try:
+        decoder = BoundedDecoder(response.headers.get("Content-Encoding"), limit=limit, what=what)
         while True:
             if deadline is not None and time.monotonic() > deadline:
                 raise UpstreamError(

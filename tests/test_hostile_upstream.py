@@ -7,13 +7,17 @@ Driven through the app's views, against the demo upstream's chat faults over rea
 
 import html
 import json
+import os
 import time
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from chat.models import ApiCall, Message, Share
+from chat.models import ApiCall, Conversation, Message, Share
 from tests.helpers import form_data, send
 
 pytestmark = pytest.mark.django_db
@@ -28,6 +32,7 @@ def small_limits(settings):
     """A 1 MB reply limit keeps the size cases quick; the defaults are larger."""
     settings.UPSTREAM_MAX_REPLY_BYTES = MB
     settings.UPSTREAM_MAX_STREAM_SECONDS = 60
+    settings.UPSTREAM_CALLS_PER_MINUTE = 0  # the generated cases make many calls
 
 
 def fault(spec: str) -> str:
@@ -304,4 +309,200 @@ def test_a_reply_with_nul_is_saved_with_a_replacement_character(
     call = last_call(reply)
     assert "\\u0000" in call.response_body  # nothing lost: the escape as received
     assert "\x00" not in json.dumps(call.stream_events)
+    assert_pages_answer(alice_client, conversation, reply)
+
+
+# --- Generated replies: no 500, no reply left pending, nothing half-saved -----
+
+GENERATED = settings(
+    max_examples=int(os.environ.get("HOSTILE_EXAMPLES", 30)),
+    deadline=None,  # the machine is shared; speed is measured by bench/, not here
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+nasty_text = st.lists(
+    st.one_of(st.text(max_size=20), st.sampled_from(["\x00", "\ud800", "\udfff", "\ufffd", "<b>"])),
+    max_size=4,
+).map("".join)
+nasty_scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    nasty_text,
+    st.sampled_from(["NaN", "1e10", "-5", "Infinity", "0.000123", "1e-30", 10**20]),
+)
+nasty_value = st.recursive(
+    nasty_scalar,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(nasty_text, inner, max_size=3),
+    max_leaves=8,
+)
+counts = st.dictionaries(
+    st.sampled_from(
+        ["prompt_tokens", "completion_tokens", "total_tokens", "completion_tokens_details"]
+    ),
+    st.one_of(nasty_scalar, st.fixed_dictionaries({"reasoning_tokens": nasty_scalar})),
+)
+extras = {
+    "usage": st.one_of(nasty_value, counts),
+    "meta": st.one_of(
+        nasty_value,
+        st.fixed_dictionaries({"usage": st.fixed_dictionaries({"usd_spent": nasty_scalar})}),
+    ),
+    "id": nasty_value,
+    "model": nasty_value,
+}
+text_field = st.one_of(nasty_text, nasty_value)
+
+
+def deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+reply_bodies = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "choices": st.one_of(
+                nasty_value,
+                st.lists(
+                    st.fixed_dictionaries(
+                        {
+                            "message": st.one_of(
+                                nasty_value,
+                                st.fixed_dictionaries(
+                                    {"content": text_field},
+                                    optional={"reasoning_content": text_field},
+                                ),
+                            ),
+                            "finish_reason": nasty_value,
+                        }
+                    ),
+                    min_size=1,
+                    max_size=2,
+                ),
+            )
+        },
+        optional=extras,
+    ).map(json.dumps),
+    st.integers(min_value=1, max_value=3000).map(deep),
+    st.binary(max_size=100).map(lambda data: data.decode("latin-1")),
+)
+stream_chunks = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "choices": st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "delta": st.one_of(
+                            nasty_value,
+                            st.fixed_dictionaries(
+                                {"content": text_field}, optional={"reasoning_content": text_field}
+                            ),
+                        ),
+                        "finish_reason": nasty_value,
+                    }
+                ),
+                max_size=1,
+            )
+        },
+        optional=extras,
+    ).map(json.dumps),
+    st.integers(min_value=1, max_value=3000).map(deep),
+    nasty_text,
+)
+cost_headers = st.dictionaries(
+    st.just("x-aimlapi-usd-spent"), st.sampled_from(["1e10", "NaN", "-5", "0.001", "", "inf"])
+)
+
+
+def assert_nothing_half_saved(reply: Message, ended: set[str]) -> None:
+    reply.refresh_from_db()
+    assert reply.status in ended
+    assert all(call.status != ApiCall.Status.SENDING for call in reply.calls.all())
+
+
+@GENERATED
+@given(body=reply_bodies, status=st.sampled_from([200, 200, 200, 400, 503]), headers=cost_headers)
+def test_any_reply_body_ends_the_reply_without_a_500(
+    alice_client, alice, upstream, settings, body, status, headers
+):
+    settings.UPSTREAM_MAX_RETRIES = 0
+    upstream.clear()
+    conversation = Conversation.objects.create(owner=alice, model="demo/echo")
+    upstream.script_next(status=status, headers=headers, body=body.encode("utf-8", "surrogatepass"))
+
+    reply = ask(alice_client, conversation, "")
+
+    assert_nothing_half_saved(reply, {Message.Status.COMPLETE, Message.Status.FAILED})
+    assert_pages_answer(alice_client, conversation, reply)
+
+
+@GENERATED
+@given(chunks=st.lists(stream_chunks, max_size=4), done=st.booleans(), headers=cost_headers)
+def test_any_stream_ends_the_reply_without_a_500(
+    alice_client, alice, upstream, settings, chunks, done, headers
+):
+    upstream.clear()
+    conversation = Conversation.objects.create(owner=alice, model="demo/echo")
+    events = [f"data: {chunk}\n\n".encode("utf-8", "surrogatepass") for chunk in chunks]
+    upstream.script_next(headers=headers, chunks=[*events, *([b"data: [DONE]\n\n"] * done)])
+
+    reply, events_seen = ask_streamed(alice_client, conversation)
+
+    assert events_seen[-1][0] == "done"
+    assert_nothing_half_saved(reply, {Message.Status.COMPLETE, Message.Status.INTERRUPTED})
+    assert_pages_answer(alice_client, conversation, reply)
+
+
+# --- A final save the database refuses still ends the reply -------------------
+
+REFUSED_MARK = "REFUSE-ME"
+
+
+@pytest.fixture
+def database_refuses_the_mark():
+    """Triggers that make the database refuse any update writing REFUSED_MARK into a
+    reply's text or a call's raw response (as PostgreSQL refuses a NUL)."""
+    tables = {"chat_message": "content", "chat_apicall": "response_body"}
+    with connection.cursor() as cursor:
+        for table, column in tables.items():
+            if connection.vendor == "postgresql":
+                cursor.execute(
+                    f"CREATE FUNCTION refuse_{table}() RETURNS trigger AS $$ BEGIN "
+                    f"IF NEW.{column} LIKE '%{REFUSED_MARK}%' THEN "
+                    "RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END; "
+                    "$$ LANGUAGE plpgsql"
+                )
+                cursor.execute(
+                    f"CREATE TRIGGER refuse_{table} BEFORE UPDATE ON {table} "
+                    f"FOR EACH ROW EXECUTE FUNCTION refuse_{table}()"
+                )
+            else:
+                cursor.execute(
+                    f"CREATE TRIGGER refuse_{table} BEFORE UPDATE ON {table} "
+                    f"WHEN NEW.{column} LIKE '%{REFUSED_MARK}%' "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+                )
+    yield  # the test's transaction is rolled back, triggers included
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["reply", "stream"])
+def test_a_reply_whose_final_save_is_refused_still_ends(
+    alice_client, conversation, database_refuses_the_mark, streamed
+):
+    url = reverse("message_stream" if streamed else "message_send", args=[conversation.public_id])
+    response = alice_client.post(url, form_data(f"Please say {REFUSED_MARK}"))
+    if streamed:
+        assert list(response.streaming_content)
+    else:
+        assert response.status_code == 302
+
+    reply = Message.objects.get(role="assistant")
+    assert reply.status == Message.Status.FAILED
+    assert reply.content == ""
+    call = last_call(reply)
+    assert call.status == ApiCall.Status.FAILED
+    assert call.error_message == (
+        "The database refused this call's full record (the error was logged); "
+        "only this summary was kept."
+    )
     assert_pages_answer(alice_client, conversation, reply)
