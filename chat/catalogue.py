@@ -16,6 +16,7 @@ and otherwise from the provider's documents bundled in chat/schemas/.
 import hashlib
 import json
 import logging
+import math
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,9 +32,9 @@ from . import client
 
 logger = logging.getLogger(__name__)
 
-CATALOGUE_KEY = "catalogue:v2"
+CATALOGUE_KEY = "catalogue:v3"  # v3: entries validated (client.normalise_model)
 REFRESH_LOCK_KEY = "catalogue:refreshing"
-SCHEMA_KEY = "schema:v1:"
+SCHEMA_KEY = "schema:v2:"  # v2: read by SchemaReader; failures hold their reason
 # After a failure with no good copy, try again this soon rather than hourly.
 RETRY_UNREACHABLE_SECONDS = 60
 SCHEMA_FAILURE_SECONDS = 60
@@ -160,6 +161,19 @@ def _fallback_models() -> list[dict[str, Any]]:
 
 # --- Request schemas ---------------------------------------------------------
 
+# What is kept of a schema document: the panel shows it on every page of the model,
+# and the cache holds it. A document that goes past these is read in part.
+MAX_SCHEMA_PROPERTIES = 100  # per object
+MAX_SCHEMA_DEPTH = 16  # nested schemas, $ref hops included
+MAX_SCHEMA_NODES = 5_000  # schemas kept from one document: $refs can fan out exponentially
+MAX_ENUM_VALUES = 100
+MAX_BRANCHES = 20  # anyOf / oneOf
+MAX_NAME_CHARS = 100  # a property name (it becomes a form field's name)
+MAX_VALUE_CHARS = 200  # an enum value, or a default as JSON
+MAX_DESCRIPTION_CHARS = 1_000
+MAX_PROBLEMS_SHOWN = 5
+JSON_TYPES = frozenset({"string", "number", "integer", "boolean", "array", "object", "null"})
+
 
 @dataclass(frozen=True)
 class ModelSchema:
@@ -170,6 +184,7 @@ class ModelSchema:
     required: list[str] = field(default_factory=list)
     model_ids: list[str] = field(default_factory=list)  # the document's own model enum
     source: str = "upstream"  # "upstream" (its docsJson) or "bundled" (chat/schemas/)
+    problems: list[str] = field(default_factory=list)  # what could not be read, left out
 
 
 def schema_for(model_id: str) -> ModelSchema | None:
@@ -177,35 +192,77 @@ def schema_for(model_id: str) -> ModelSchema | None:
     if not model_id:
         return None
     model = catalogue_model(model_id)
-    names = {model_id}
-    if model is not None:
-        names |= {model["id"], *model.get("aliases", [])}
     if model and model.get("docs_json"):
         parsed = _fetched_schema(model["docs_json"])
-        if parsed is not None:
+        if "error" not in parsed:
             return ModelSchema(model_id=model_id, source="upstream", **parsed)
-    for aliases, parsed in bundled_schemas():
-        if names & aliases:
-            return ModelSchema(model_id=model_id, source="bundled", **parsed)
+    bundled = _bundled_schema(model_id, model)
+    if bundled is not None:
+        return ModelSchema(model_id=model_id, source="bundled", **bundled)
     return None
 
 
-def _fetched_schema(url: str) -> dict[str, Any] | None:
-    """{properties, required} from a docsJson document, cached; None when unavailable."""
-    key = SCHEMA_KEY + hashlib.sha256(url.encode()).hexdigest()
+def schema_note(model_id: str) -> str:
+    """What a person should know about the model's schema: why it could not be loaded,
+    or which parts of it could not be read; "" when there is nothing to say."""
+    model = catalogue_model(model_id) if model_id else None
+    if not model or not model.get("docs_json"):
+        return ""
+    parsed = cache.get(_schema_key(model["docs_json"]))  # schema_for has fetched it
+    if not parsed:
+        return ""
+    if "error" in parsed:
+        instead = (
+            "The copy bundled with the app is used instead."
+            if _bundled_schema(model_id, model) is not None
+            else "The panel shows the common parameters only."
+        )
+        error = parsed["error"]
+        return f"This model's schema could not be loaded from the upstream: {error} {instead}"
+    problems = parsed.get("problems") or []
+    if not problems:
+        return ""
+    shown = ", ".join(problems[:MAX_PROBLEMS_SHOWN])
+    more = len(problems) - MAX_PROBLEMS_SHOWN
+    return (
+        "Parts of this model's schema could not be read and were left out: "
+        f"{shown}{f' and {more} more' if more > 0 else ''}."
+    )
+
+
+def _bundled_schema(model_id: str, model: dict[str, Any] | None) -> dict[str, Any] | None:
+    names = {model_id}
+    if model is not None:
+        names |= {model["id"], *model.get("aliases", [])}
+    for aliases, parsed in bundled_schemas():
+        if names & aliases:
+            return parsed
+    return None
+
+
+def _schema_key(url: str) -> str:
+    return SCHEMA_KEY + hashlib.sha256(url.encode()).hexdigest()
+
+
+def _fetched_schema(url: str) -> dict[str, Any]:
+    """{properties, required, ...} from a docsJson document, cached; {"error": why} when
+    it is unavailable (cached briefly, so pages do not wait on it again and again)."""
+    key = _schema_key(url)
     cached = cache.get(key)
     if cached is not None:
-        return cached or None  # {} marks a recent failure
+        return cached
     try:
         parsed = request_schema(client.fetch_json_document(url))
     except client.UpstreamError as error:
         logger.warning("Model schema unavailable at %s: %s", url, error.message)
-        parsed = None
-    if parsed is None:
-        cache.set(key, {}, SCHEMA_FAILURE_SECONDS)
-        return None
-    cache.set(key, parsed, settings.UPSTREAM_MODELS_CACHE_SECONDS)
-    return parsed
+        failure = {"error": _shown(error.message)}
+    else:
+        if parsed is not None:
+            cache.set(key, parsed, settings.UPSTREAM_MODELS_CACHE_SECONDS)
+            return parsed
+        failure = {"error": "It has no chat-completions request body we can read."}
+    cache.set(key, failure, SCHEMA_FAILURE_SECONDS)
+    return failure
 
 
 @memoize
@@ -219,50 +276,242 @@ def bundled_schemas() -> list[tuple[frozenset[str], dict[str, Any]]]:
     return result
 
 
-def request_schema(document: dict[str, Any]) -> dict[str, Any] | None:
-    """{properties, required, model_ids} of the chat-completions body in an OpenAPI document.
+def request_schema(document: Any) -> dict[str, Any] | None:
+    """{properties, required, model_ids, problems} of the chat-completions body in an
+    OpenAPI document; None when it has none.
 
-    `messages` is left out: the app builds it, and it is most of the document.
+    The document is untrusted: only the keywords the panel and the check use are kept,
+    each only when its value has the right type and size (resolve_refs); what is left
+    out is listed in `problems`. `messages` is left out too: the app builds it, and it
+    is most of the document.
     """
-    for path, operations in (document.get("paths") or {}).items():
-        if not path.rstrip("/").endswith(CHAT_PATH_SUFFIX) or not isinstance(operations, dict):
+    paths = document.get("paths") if isinstance(document, dict) else None
+    if not isinstance(paths, dict):
+        return None
+    for path, operations in paths.items():
+        if not isinstance(path, str) or not path.rstrip("/").endswith(CHAT_PATH_SUFFIX):
             continue
-        try:
-            body = operations["post"]["requestBody"]["content"]["application/json"]["schema"]
-        except (KeyError, TypeError):
-            continue
-        if isinstance(body, dict) and "$ref" in body:
-            body = resolve_refs(body, document)
+        reader = SchemaReader(document)
+        request_body = reader.follow(_dig(operations, "post", "requestBody"), "requestBody")
+        body = reader.follow(_dig(request_body, "content", "application/json", "schema"), "body")
         if not isinstance(body, dict) or not isinstance(body.get("properties"), dict):
             continue
-        properties = {
-            name: resolve_refs(value, document)
-            for name, value in body["properties"].items()
-            if name != "messages"
-        }
+        properties = reader.properties(
+            {k: v for k, v in body["properties"].items() if k != "messages"}, "", depth=1
+        )
         model = properties.pop("model", {})
+        required = body.get("required")
+        if required is not None and not isinstance(required, list):
+            reader.problem("required (not a list)")
+            required = []
         return {
             "properties": properties,
-            "required": [name for name in body.get("required") or [] if name in properties],
-            "model_ids": [str(v) for v in model.get("enum") or []]
-            if isinstance(model, dict)
-            else [],
+            "required": [n for n in required or [] if isinstance(n, str) and n in properties],
+            "model_ids": [v for v in model.get("enum", []) if isinstance(v, str)],
+            "problems": reader.problems,
         }
     return None
 
 
-def resolve_refs(node: Any, document: dict[str, Any], depth: int = 0) -> Any:
-    """Inline local `$ref`s (`#/components/...`), with a depth guard against cycles."""
-    if depth > 20:
-        return {}
-    if isinstance(node, list):
-        return [resolve_refs(item, document, depth + 1) for item in node]
-    if not isinstance(node, dict):
+def _dig(node: Any, *keys: str) -> Any:
+    for key in keys:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+class SchemaReader:
+    """Reads schemas out of one untrusted document, within the bounds above.
+
+    Each keyword's value is kept only when it has the type the JSON schema (OpenAPI
+    3.0) subset gives it; the rest is noted in `problems` by its path. Recursion is
+    bounded by MAX_SCHEMA_DEPTH and the whole read by MAX_SCHEMA_NODES, so neither a
+    deep document nor a $ref cycle or fan-out can make it run long.
+    """
+
+    def __init__(self, document: Any) -> None:
+        self.document = document
+        self.nodes = 0
+        self.problems: list[str] = []
+
+    def problem(self, what: str) -> None:
+        if len(self.problems) < MAX_SCHEMA_PROPERTIES:
+            self.problems.append(what)
+
+    def follow(self, node: Any, path: str, depth: int = 0) -> Any:
+        """`node`, or what its local `$ref` (chain) points at."""
+        while isinstance(node, dict) and "$ref" in node:
+            ref = node["$ref"]
+            depth += 1
+            if not isinstance(ref, str) or not ref.startswith("#/") or depth > MAX_SCHEMA_DEPTH:
+                self.problem(f"{path or 'a schema'} (a $ref that cannot be followed)")
+                return {}
+            node = self.document
+            for part in ref[2:].split("/"):
+                part = part.replace("~1", "/").replace("~0", "~")
+                node = node.get(part) if isinstance(node, dict) else None
         return node
-    ref = node.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/"):
-        target: Any = document
-        for part in ref[2:].split("/"):
-            target = target.get(part, {}) if isinstance(target, dict) else {}
-        return resolve_refs(target, document, depth + 1)
-    return {key: resolve_refs(value, document, depth + 1) for key, value in node.items()}
+
+    def schema(self, node: Any, path: str, *, depth: int) -> dict[str, Any]:
+        node = self.follow(node, path)
+        label = path or "the schema"
+        if not isinstance(node, dict):
+            if node is not None:
+                self.problem(f"{label} (not an object)")
+            return {}
+        if depth > MAX_SCHEMA_DEPTH:
+            self.problem(f"{label} (nested too deeply)")
+            return {}
+        if self.nodes >= MAX_SCHEMA_NODES:
+            self.problem(f"{label} (the schema is too large)")
+            return {}
+        self.nodes += 1
+        spec: dict[str, Any] = {}
+        for key, value in node.items():
+            read = self.KEYWORDS.get(key)
+            if read is None:
+                continue  # a keyword neither the panel nor the check uses
+            kept = read(self, value, f"{path}.{key}" if path else key, depth)
+            if kept is _LEFT_OUT:
+                self.problem(f"{path}.{key}" if path else key)
+            else:
+                spec[key] = kept
+        if isinstance(spec.get("type"), list):
+            _narrow_type(spec)
+        return spec
+
+    def properties(self, value: Any, path: str, depth: int) -> Any:
+        if not isinstance(value, dict):
+            return _LEFT_OUT
+        kept = {}
+        for name, spec in value.items():
+            if len(kept) >= MAX_SCHEMA_PROPERTIES:
+                self.problem(f"{len(value) - len(kept)} properties past the first {len(kept)}")
+                break
+            shown = f"{path}.{_shown(name)}" if path else _shown(name)
+            if len(name) > MAX_NAME_CHARS or client.UNSAFE_TEXT.search(name):
+                self.problem(f"{shown[:60]} (an unusable name)")
+                continue
+            kept[name] = self.schema(spec, shown, depth=depth + 1)
+        return kept
+
+    def _type(self, value: Any, path: str, depth: int) -> Any:
+        if isinstance(value, str) and value in JSON_TYPES:
+            return value
+        if (
+            isinstance(value, list)
+            and 0 < len(value) <= len(JSON_TYPES)
+            and all(isinstance(v, str) and v in JSON_TYPES for v in value)
+        ):
+            return list(value)
+        return _LEFT_OUT
+
+    def _enum(self, value: Any, path: str, depth: int) -> Any:
+        if not isinstance(value, list) or len(value) > MAX_ENUM_VALUES:
+            return _LEFT_OUT
+        if not all(_small_scalar(v) for v in value):
+            return _LEFT_OUT
+        return list(value)
+
+    def _number(self, value: Any, path: str, depth: int) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return _LEFT_OUT
+        return value if math.isfinite(value) else _LEFT_OUT
+
+    def _count(self, value: Any, path: str, depth: int) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return _LEFT_OUT
+        return value
+
+    def _flag(self, value: Any, path: str, depth: int) -> Any:
+        return value if isinstance(value, bool) else _LEFT_OUT
+
+    def _default(self, value: Any, path: str, depth: int) -> Any:
+        # Shown as JSON in the help text (json.dumps escapes surrogates and controls).
+        try:
+            text = json.dumps(value, allow_nan=False)
+        except (ValueError, TypeError, RecursionError):
+            return _LEFT_OUT
+        return value if len(text) <= MAX_VALUE_CHARS else _LEFT_OUT
+
+    def _description(self, value: Any, path: str, depth: int) -> Any:
+        if not isinstance(value, str):
+            return _LEFT_OUT
+        return " ".join(client.UNSAFE_TEXT.sub(" ", value[: MAX_DESCRIPTION_CHARS * 2]).split())[
+            :MAX_DESCRIPTION_CHARS
+        ]
+
+    def _names(self, value: Any, path: str, depth: int) -> Any:
+        if not isinstance(value, list):
+            return _LEFT_OUT
+        return [v for v in value[:MAX_SCHEMA_PROPERTIES] if isinstance(v, str)]
+
+    def _subschema(self, value: Any, path: str, depth: int) -> Any:
+        return self.schema(value, path, depth=depth + 1) if isinstance(value, dict) else _LEFT_OUT
+
+    def _additional(self, value: Any, path: str, depth: int) -> Any:
+        if isinstance(value, bool):
+            return value
+        return self._subschema(value, path, depth)
+
+    def _branches(self, value: Any, path: str, depth: int) -> Any:
+        if not isinstance(value, list):
+            return _LEFT_OUT
+        if len(value) > MAX_BRANCHES:
+            self.problem(f"{path} (more than {MAX_BRANCHES} forms)")
+        return [
+            self.schema(branch, f"{path}[{index}]", depth=depth + 1)
+            for index, branch in enumerate(value[:MAX_BRANCHES])
+        ]
+
+    KEYWORDS: dict[str, Any] = {
+        "type": _type,
+        "enum": _enum,
+        "minimum": _number,
+        "maximum": _number,
+        "minLength": _count,
+        "maxLength": _count,
+        "minItems": _count,
+        "maxItems": _count,
+        "nullable": _flag,
+        "default": _default,
+        "description": _description,
+        "properties": properties,
+        "required": _names,
+        "items": _subschema,
+        "additionalProperties": _additional,
+        "anyOf": _branches,
+        "oneOf": _branches,
+    }
+
+
+_LEFT_OUT = object()
+
+
+def _narrow_type(spec: dict[str, Any]) -> None:
+    """A JSON-schema type list: ["integer", "null"] is OpenAPI 3.0's nullable integer;
+    a list of several types is left to the JSON field and the upstream."""
+    kinds = {kind for kind in spec["type"] if kind != "null"}
+    nullable = "null" in spec["type"]
+    if len(kinds) == 1:
+        spec["type"] = kinds.pop()
+        if nullable:
+            spec["nullable"] = True
+    else:
+        del spec["type"]
+
+
+def _small_scalar(value: Any) -> bool:
+    if value is None or isinstance(value, bool | int):
+        return not isinstance(value, int) or abs(value) < 2**63
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return (
+        isinstance(value, str)
+        and len(value) <= MAX_VALUE_CHARS
+        and not client.UNSAFE_TEXT.search(value)
+    )
+
+
+def _shown(text: str) -> str:
+    """Text from the upstream made safe to put on a page (no surrogates or controls)."""
+    return client.UNSAFE_TEXT.sub("?", text)

@@ -10,6 +10,7 @@ summarised in shared/upstream/README.md).
 
 import asyncio
 import json
+import logging
 import re
 import ssl
 import threading
@@ -17,6 +18,7 @@ import time
 import weakref
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
@@ -30,6 +32,8 @@ import httpx
 import requests
 import urllib3
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
 
 REDACTED = "Bearer [redacted]"
 USER_AGENT = "playground/1.0 (+https://github.com/aimlapi)"
@@ -868,7 +872,14 @@ def fetch_catalogue(*, etag: str | None) -> CatalogueResponse:
     returns {data: [{id, type, info: {...}, pricing?}]} and enriches it with
     `?include=pricing,capabilities`; OpenAI-compatible servers return
     {data: [{id, object, owned_by}]} and ignore the unknown query parameter.
+
+    The list is untrusted input: it is read within UPSTREAM_FETCH_SECONDS and
+    UPSTREAM_MAX_CATALOGUE_BYTES, an entry that cannot be trusted is skipped and
+    logged (BadModelEntry), and at most UPSTREAM_MAX_MODELS models are kept. A
+    list that cannot be read at all, or of which no entry can, is an UpstreamError:
+    the caller keeps its last good copy.
     """
+    what = "The model list"
     started = time.monotonic()
     headers = {"Accept": "application/json"}
     if etag:
@@ -879,26 +890,50 @@ def fetch_catalogue(*, etag: str | None) -> CatalogueResponse:
         params={"include": "pricing,capabilities"},
         headers=headers,
     )
-    response = _send(_prepare(request), started)
-    if response.status_code == 304:
-        return CatalogueResponse(models=None, etag=response.headers.get("ETag") or etag)
-    if _failed(response.status_code):
-        raise UpstreamError(
-            "http",
-            describe_http_error(response.status_code, response.content),
-            http_status=response.status_code,
+    with _fetch_time_limit(what, started) as deadline:
+        response = _send(_prepare(request), started, stream=True, timeout=_fetch_timeout())
+        if response.status_code == 304:
+            response.close()
+            return CatalogueResponse(models=None, etag=_etag(response) or etag)
+        _refuse_failed_fetch(response, deadline, what)
+        body = read_limited(
+            response, limit=settings.UPSTREAM_MAX_CATALOGUE_BYTES, deadline=deadline, what=what
         )
-    try:
-        items = response.json().get("data")
-    except (ValueError, AttributeError):
-        items = None
+    document = _parse_document(body, what)
+    items = document.get("data")
     if not isinstance(items, list):
         raise UpstreamError("bad_json", "The model list is not in a shape we understand.")
-    models = [normalise_model(item) for item in items if _is_chat_model(item)]
-    return CatalogueResponse(models=models, etag=response.headers.get("ETag"))
+    return CatalogueResponse(models=_chat_models(items), etag=_etag(response))
 
 
-MAX_SCHEMA_BYTES = 4 * 1024 * 1024
+def _chat_models(items: list[Any]) -> list[dict[str, Any]]:
+    """The chat models among the catalogue's entries, each checked; see fetch_catalogue."""
+    limit = settings.UPSTREAM_MAX_MODELS
+    models: list[dict[str, Any]] = []
+    skipped = 0
+    for index, item in enumerate(items):
+        if len(models) >= limit:
+            logger.warning(
+                "The model list has more models than UPSTREAM_MAX_MODELS (%d): "
+                "%d more were dropped.",
+                limit,
+                len(items) - index,
+            )
+            break
+        try:
+            if _is_chat_model(item):
+                models.append(normalise_model(item))
+        except BadModelEntry as error:
+            skipped += 1
+            model_id = item.get("id") if isinstance(item, dict) else None
+            # ascii(): the id may hold a lone surrogate or a control character.
+            label = ascii(model_id)[:80] if isinstance(model_id, str) else "without an id"
+            logger.warning("Model list entry %d (%s) skipped: %s.", index, label, error)
+    if skipped and not models:
+        raise UpstreamError(
+            "bad_json", f"None of the {skipped} models in the model list could be read."
+        )
+    return models
 
 
 def fetch_json_document(url: str) -> dict[str, Any]:
@@ -906,34 +941,84 @@ def fetch_json_document(url: str) -> dict[str, Any]:
 
     Only URLs on the operator-configured upstream's own origin are fetched: the
     link comes from the upstream, never from a user, and even so a catalogue
-    entry must not make the server call arbitrary hosts (SSRF).
+    entry must not make the server call arbitrary hosts (SSRF). A page waits on
+    this fetch, so it is bounded by UPSTREAM_FETCH_SECONDS as a whole, however
+    slowly the bytes come, and by UPSTREAM_MAX_SCHEMA_BYTES.
     """
     if not is_upstream_url(url):
         raise UpstreamError("refused", "The schema link is not on the configured upstream.")
+    what = "The schema document"
     started = time.monotonic()
     request = requests.Request("GET", url, headers={"Accept": "application/json"})
-    response = _send(_prepare(request), started, stream=True)
+    with _fetch_time_limit(what, started) as deadline:
+        response = _send(_prepare(request), started, stream=True, timeout=_fetch_timeout())
+        _refuse_failed_fetch(response, deadline, what)
+        body = read_limited(
+            response, limit=settings.UPSTREAM_MAX_SCHEMA_BYTES, deadline=deadline, what=what
+        )
+    return _parse_document(body, what)
+
+
+def _fetch_timeout() -> tuple[float, float]:
+    # Each socket operation waits at most the whole fetch's time; read_limited checks
+    # the total between reads.
+    bound = settings.UPSTREAM_FETCH_SECONDS
+    return (
+        min(settings.UPSTREAM_CONNECT_TIMEOUT, bound),
+        min(settings.UPSTREAM_READ_TIMEOUT, bound),
+    )
+
+
+@contextmanager
+def _fetch_time_limit(what: str, started: float) -> Iterator[float]:
+    """The deadline of a catalogue or schema fetch; any timeout in it gets one message."""
     try:
-        if _failed(response.status_code):
-            raise UpstreamError(
-                "http",
-                describe_http_error(response.status_code, b""),
-                http_status=response.status_code,
-            )
-        body = response.raw.read(MAX_SCHEMA_BYTES + 1, decode_content=True)
-    except (urllib3.exceptions.HTTPError, OSError):
-        raise UpstreamError("broken", "The schema download broke off.") from None
-    finally:
-        response.close()
-    if len(body) > MAX_SCHEMA_BYTES:
-        raise UpstreamError("too_big", "The schema document is larger than we accept.")
+        yield started + settings.UPSTREAM_FETCH_SECONDS
+    except UpstreamError as error:
+        if error.kind != "timeout":
+            raise
+        raise UpstreamError(
+            "timeout",
+            f"{what} took too long to arrive (the limit is "
+            f"{settings.UPSTREAM_FETCH_SECONDS:g} s), so it was not used.",
+            latency_ms=_elapsed_ms(started),
+        ) from None
+
+
+def _refuse_failed_fetch(response: requests.Response, deadline: float, what: str) -> None:
+    if not _failed(response.status_code):
+        return
+    try:
+        body = read_limited(response, limit=MAX_ERROR_BODY_BYTES, deadline=deadline, what=what)
+    except UpstreamError:
+        body = b""
+    response.close()
+    raise UpstreamError(
+        "http",
+        describe_http_error(response.status_code, body),
+        http_status=response.status_code,
+    )
+
+
+def _parse_document(body: bytes, what: str) -> dict[str, Any]:
     try:
         data = json.loads(body)
+    except RecursionError:
+        # Not a ValueError: deep enough nesting exhausts the parser's stack.
+        raise UpstreamError("bad_json", f"{what} nests too deeply to read.") from None
     except ValueError:
-        data = None
+        raise UpstreamError("bad_json", f"{what} is not valid JSON.") from None
     if not isinstance(data, dict):
-        raise UpstreamError("bad_json", "The schema document is not a JSON object.")
+        raise UpstreamError("bad_json", f"{what} is not a JSON object.")
     return data
+
+
+def _etag(response: requests.Response) -> str | None:
+    """The ETag to send back, if it is one we can send (it goes into a request header)."""
+    etag = response.headers.get("ETag")
+    if etag and len(etag) <= MAX_ETAG_CHARS and etag.isascii() and etag.isprintable():
+        return etag
+    return None
 
 
 def is_upstream_url(url: str) -> bool:
@@ -947,20 +1032,96 @@ def is_upstream_url(url: str) -> bool:
     )
 
 
-def normalise_model(item: dict[str, Any]) -> dict[str, Any]:
-    info = item.get("info") if isinstance(item.get("info"), dict) else {}
-    docs_json = info.get("docsJson")
+# --- Catalogue entries -------------------------------------------------------
+# Values of an entry end up on every page (and a model id in the database), so each
+# is checked where it enters. Its model field holds 200 characters.
+MAX_MODEL_ID_CHARS = 200
+MAX_LABEL_CHARS = 200  # a model's name or developer: longer ones are cut
+MAX_ALIASES = 50
+MAX_CAPABILITIES = 50
+MAX_CAPABILITY_CHARS = 100
+MAX_URL_CHARS = 2_000
+MAX_ERROR_BODY_BYTES = 65_536
+MAX_ETAG_CHARS = 200
+# No model costs a dollar a token: a larger rate is a broken price, not a quote.
+MAX_USD_PER_TOKEN = Decimal(1)
+MAX_PRICE_CHARS = 40
+MAX_TOKENS_VALUE = 2**31 - 1  # the largest a positive-integer column holds everywhere
+CHAT_TYPES = frozenset({"chat-completion", "chat", "language-completion"})
+# No lone surrogates (they have no UTF-8, so a page holding one cannot be sent) and no
+# NUL or other control characters (PostgreSQL refuses NUL in text).
+UNSAFE_TEXT = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+class BadModelEntry(ValueError):
+    """A catalogue entry that cannot be trusted; the message names the value at fault."""
+
+
+def normalise_model(item: Any) -> dict[str, Any]:
+    """One catalogue entry in the shape pages use, or BadModelEntry.
+
+    An entry whose id, aliases, names, links or prices are present but of the wrong
+    type, out of range or hold unsafe text is refused as a whole: pages would show
+    it, or a conversation would store it. Context and output lengths that are not
+    positive integers are only left unknown, as an OpenAI-style list has none.
+    """
+    if not isinstance(item, dict):
+        raise BadModelEntry("it is not a JSON object")
+    model_id = _entry_text(item.get("id"), "id", limit=MAX_MODEL_ID_CHARS)
+    if not model_id:
+        raise BadModelEntry("it has no id")
+    info = item.get("info")
+    if info is None:
+        info = {}
+    elif not isinstance(info, dict):
+        raise BadModelEntry("its info is not an object")
+    developer = _entry_label(info.get("developer"), "info.developer") or _entry_label(
+        item.get("owned_by"), "owned_by"
+    )
     return {
-        "id": str(item["id"]),
-        "name": str(info.get("name") or item["id"]),
-        "developer": str(info.get("developer") or item.get("owned_by") or ""),
+        "id": model_id,
+        "name": _entry_label(info.get("name"), "info.name") or model_id,
+        "developer": developer,
         "context_length": _positive_int(info.get("contextLength")),
         "output_max": _positive_int(info.get("outputMax")),
-        "aliases": [str(alias) for alias in item.get("aliases") or []],
-        "docs_json": docs_json if isinstance(docs_json, str) and docs_json else None,
+        "aliases": _entry_texts(item.get("aliases"), "aliases", MAX_ALIASES, MAX_MODEL_ID_CHARS),
+        "docs_json": _entry_text(info.get("docsJson"), "info.docsJson", limit=MAX_URL_CHARS)
+        or None,
         "pricing": token_prices(item.get("pricing")),
-        "capabilities": [str(c) for c in item.get("capabilities") or [] if isinstance(c, str)],
+        "capabilities": _entry_texts(
+            item.get("capabilities"), "capabilities", MAX_CAPABILITIES, MAX_CAPABILITY_CHARS
+        ),
     }
+
+
+def _entry_text(value: Any, name: str, *, limit: int) -> str:
+    """A string value of an entry ("" when absent), refused when unsafe or too long."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise BadModelEntry(f"its {name} is not a string")
+    if len(value) > limit:
+        raise BadModelEntry(f"its {name} is longer than {limit} characters")
+    if UNSAFE_TEXT.search(value):
+        raise BadModelEntry(f"its {name} holds a control character or a lone surrogate")
+    return value
+
+
+def _entry_label(value: Any, name: str) -> str:
+    """A name shown on pages: like _entry_text, but a long one is cut, not refused."""
+    if isinstance(value, str) and len(value) > MAX_LABEL_CHARS:
+        value = value[: MAX_LABEL_CHARS - 1] + "…"
+    return _entry_text(value, name, limit=MAX_LABEL_CHARS)
+
+
+def _entry_texts(value: Any, name: str, most: int, limit: int) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BadModelEntry(f"its {name} is not a list")
+    if len(value) > most:
+        raise BadModelEntry(f"it has more than {most} {name}")
+    return [_entry_text(item, name, limit=limit) for item in value]
 
 
 def token_prices(pricing: Any) -> dict[str, str] | None:
@@ -970,16 +1131,25 @@ def token_prices(pricing: Any) -> dict[str, str] | None:
     `price` together with `per`": each unit is {unit, price, per}, so the rate
     per token is price / per. Variant and variable prices cannot be quoted ahead.
     Returned as decimal strings, so the cached catalogue stays JSON-friendly.
+    A fixed price that is not a number, not finite, negative or absurdly large is
+    BadModelEntry: a cost estimate would be made from it.
     """
     if not isinstance(pricing, dict) or pricing.get("kind", "fixed") != "fixed":
         return None
-    if str(pricing.get("currency") or "USD").upper() != "USD":
+    currency = pricing.get("currency")
+    if currency is not None and (not isinstance(currency, str) or currency.upper() != "USD"):
         return None
+    units = pricing.get("units")
+    if units is None:
+        return None
+    if not isinstance(units, list):
+        raise BadModelEntry("its pricing units are not a list")
     rates: dict[str, str] = {}
-    for unit in pricing.get("units") or []:
+    for unit in units:
         if not isinstance(unit, dict):
-            continue
-        name = str(unit.get("unit") or unit.get("name") or unit.get("type") or "").lower()
+            raise BadModelEntry("a pricing unit is not an object")
+        labels = (unit.get("unit"), unit.get("name"), unit.get("type"))
+        name = next((label for label in labels if isinstance(label, str) and label), "").lower()
         side = (
             "input"
             if ("input" in name or "prompt" in name) and "cache" not in name
@@ -987,24 +1157,46 @@ def token_prices(pricing: Any) -> dict[str, str] | None:
             if "output" in name or "completion" in name
             else None
         )
+        price, per = _price_number(unit.get("price")), _price_number(unit.get("per") or 1)
+        if price is None or per is None or per <= 0:
+            raise BadModelEntry("a price is not a positive finite number")
         try:
-            rate = Decimal(str(unit.get("price"))) / Decimal(str(unit.get("per") or 1))
-        except (InvalidOperation, ArithmeticError):
-            continue
-        if side and side not in rates and rate >= 0:
+            rate = price / per
+        except ArithmeticError:
+            raise BadModelEntry("a price is out of range") from None
+        if not 0 <= rate <= MAX_USD_PER_TOKEN:
+            raise BadModelEntry("a price is negative or out of range")
+        if side and side not in rates:
             rates[side] = str(rate)
     return rates if {"input", "output"} <= rates.keys() else None
 
 
+def _price_number(value: Any) -> Decimal | None:
+    """A finite Decimal from a JSON number or numeric string; None otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    if isinstance(value, str) and len(value) > MAX_PRICE_CHARS:
+        return None
+    try:
+        number = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number.is_finite() else None
+
+
 def _positive_int(value: Any) -> int | None:
-    return value if isinstance(value, int) and value > 0 else None
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 0 < value <= MAX_TOKENS_VALUE else None
 
 
 def _is_chat_model(item: Any) -> bool:
-    if not isinstance(item, dict) or not item.get("id"):
-        return False
+    if not isinstance(item, dict):
+        raise BadModelEntry("it is not a JSON object")
     kind = item.get("type")
-    return kind is None or kind in {"chat-completion", "chat", "language-completion"}
+    if kind is not None and not isinstance(kind, str):
+        raise BadModelEntry("its type is not a string")
+    return kind is None or kind in CHAT_TYPES
 
 
 def _failed(status: int) -> bool:
@@ -1014,11 +1206,18 @@ def _failed(status: int) -> bool:
 
 
 def _send(
-    prepared: requests.PreparedRequest, started: float, *, stream: bool = False
+    prepared: requests.PreparedRequest,
+    started: float,
+    *,
+    stream: bool = False,
+    timeout: tuple[float, float] | None = None,
 ) -> requests.Response:
-    """The one place a request leaves the app, with explicit timeouts."""
+    """The one place a request leaves the app, with explicit timeouts.
+
+    `timeout` (connect, read) replaces the configured ones: the catalogue and schema
+    fetches, which pages wait on, use shorter ones."""
     host = urlsplit(prepared.url or "").netloc
-    timeout = (settings.UPSTREAM_CONNECT_TIMEOUT, settings.UPSTREAM_READ_TIMEOUT)
+    timeout = timeout or (settings.UPSTREAM_CONNECT_TIMEOUT, settings.UPSTREAM_READ_TIMEOUT)
     try:
         return _session().send(prepared, timeout=timeout, stream=stream, allow_redirects=False)
     except requests.ConnectTimeout:

@@ -28,6 +28,9 @@ Endpoints (each also without the ``/v1`` prefix)
     per-token price and capabilities to each chat model, as the provider does.
 ``GET /_demo/requests``, ``POST /_demo/reset``
     The recorded requests as JSON, and a reset (recordings and ``fail_times`` counters).
+``POST /_demo/catalogue_fault`` with ``{"fault": "<spec>"}``
+    Makes the catalogue or the schema documents hostile (``bad_entries``, ``many=N``,
+    ``deep=N``, ``slow_schema``, ``bad_schema``; see "catalogue faults" below); ``""`` ends it.
 
 Same body, same reply text: no randomness and no clock in the content. Tokens are
 whitespace-separated words. ``max_tokens`` (or ``max_completion_tokens``) cuts the content to
@@ -897,6 +900,144 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return "*" in candidates or etag in candidates
 
 
+# --------------------------------------------------------------------------- catalogue faults
+# The upstream's catalogue and schema documents are untrusted input for the app, like its
+# replies. `DemoUpstream.catalogue_fault` (or ``POST /_demo/catalogue_fault`` with
+# ``{"fault": "..."}`` from another process) makes them hostile; a comma-separated list of:
+#
+# ``bad_entries``  the catalogue is one good model (demo/echo) plus entries with a list-typed
+#                  ``type``, a "NaN" price, integer ``aliases``, an id with a lone surrogate
+#                  (JSON-escaped), a NUL in a name, a 300-character id and a very deep
+#                  ``info.name`` (deep, but within what a JSON parser reads).
+# ``many=N``       N extra chat models (priced, with context lengths), after the usual ones.
+# ``deep=N``       one extra entry whose ``info`` nests N levels: past a few thousand, the
+#                  whole document is too deep for a JSON parser.
+# ``slow_schema``  schema documents (/docs-json) are sent one byte at a time, slowly.
+# ``bad_schema``   schema documents with ``required: 5``, a property with ``enum: 7``, and
+#                  more values of the wrong type (a list ``type``, ``minimum: "x"``).
+
+SLOW_SCHEMA_BYTE_SECONDS = 0.02
+BAD_ENTRY_DEPTH = 5000
+MAX_MANY_MODELS = 1_000_000
+MAX_DEEP = 10_000_000
+
+
+@dataclass(frozen=True)
+class CatalogueFault:
+    bad_entries: bool = False
+    many: int = 0
+    deep: int = 0
+    slow_schema: bool = False
+    bad_schema: bool = False
+
+
+def parse_catalogue_fault(text: str) -> CatalogueFault:
+    """Parse ``"many=1000,slow_schema"``; raise FaultSpecError on anything unknown."""
+    fault = CatalogueFault()
+    for item in text.split(","):
+        key, has_value, value = (part.strip() for part in item.partition("="))
+        if not key:
+            continue
+        if key in ("bad_entries", "slow_schema", "bad_schema"):
+            if has_value:
+                raise FaultSpecError(f"Demo fault {key!r} takes no value")
+            fault = replace(fault, **{key: True})
+        elif key in ("many", "deep"):
+            number = _non_negative_int(key, value)
+            if number > (MAX_MANY_MODELS if key == "many" else MAX_DEEP):
+                raise FaultSpecError(f"Demo fault {key!r} is too large: {number}")
+            fault = replace(fault, **{key: number})
+        else:
+            raise FaultSpecError(f"Unknown demo catalogue fault: {key}")
+    return fault
+
+
+def _deep(levels: int, leaf: str) -> str:
+    """JSON text nesting `levels` objects deep (written out: json.dumps cannot go this deep)."""
+    return '{"a":' * levels + json.dumps(leaf) + "}" * levels
+
+
+def bad_catalogue_entries() -> list[str]:
+    """The `bad_entries` entries, as JSON texts (so the surrogate and the depth survive)."""
+    nan_price = {
+        "kind": "fixed",
+        "currency": "USD",
+        "units": [
+            {"unit": "input_tokens", "price": "NaN", "per": 1},
+            {"unit": "output_tokens", "price": "NaN", "per": 1},
+        ],
+    }
+    entries: list[dict[str, Any]] = [
+        {"id": "bad/list-type", "type": ["chat-completion"], "info": {"name": "List type"}},
+        {"id": "bad/nan-price", "type": "chat-completion", "pricing": nan_price},
+        {"id": "bad/int-aliases", "type": "chat-completion", "aliases": 5},
+        {"id": "bad/surrogate-\ud800", "type": "chat-completion"},
+        {"id": "bad/nul-name", "type": "chat-completion", "info": {"name": "Nul\u0000name"}},
+        {"id": "bad/" + "x" * 300, "type": "chat-completion"},
+    ]
+    # ensure_ascii: a lone surrogate cannot be UTF-8, only JSON-escaped.
+    texts = [json.dumps(entry) for entry in entries]
+    texts.append(
+        '{"id": "bad/deep", "type": "chat-completion", "info": {"name": '
+        + _deep(BAD_ENTRY_DEPTH, "deep")
+        + "}}"
+    )
+    return texts
+
+
+def many_models(count: int) -> list[dict[str, Any]]:
+    return [
+        _chat_model(
+            f"many/model-{index:06d}",
+            f"Many Model {index}",
+            "One of very many models in a catalogue that grew too large.",
+            developer=f"Many {index % 50}",
+            aliases=[f"many-{index}"],
+            context=128000,
+            output=4096,
+            docs="https://docs.aimlapi.com/",
+            tags=["text"],
+        )
+        for index in range(count)
+    ]
+
+
+def faulty_catalogue_body(
+    fault: CatalogueFault, *, origin: str, include: set[str], extra=()
+) -> bytes:
+    """The /models body with `fault` applied (the JSON is assembled as text where needed)."""
+    if fault.bad_entries:
+        good = [model for model in CATALOGUE if model["id"] == "demo/echo"]
+        texts = [json.dumps(_enriched(m, origin, include)) for m in good]
+        texts += bad_catalogue_entries()
+    else:
+        texts = [json.dumps(m) for m in catalogue_json("", origin=origin, include=include)["data"]]
+    texts += [json.dumps(_enriched(m, origin, include)) for m in (*extra, *many_models(fault.many))]
+    if fault.deep:
+        texts.append(
+            '{"id": "deep/model", "type": "chat-completion", "info": '
+            + _deep(fault.deep, "deep")
+            + "}"
+        )
+    return ('{"object": "list", "data": [' + ", ".join(texts) + "]}").encode()
+
+
+def bad_schema_document(model_id: str) -> bytes:
+    """A model's schema document with values of the wrong type where numbers and lists go."""
+    document = demo_schema(model_id)
+    schema = document["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"][
+        "application/json"
+    ]["schema"]
+    schema["required"] = 5
+    properties = schema["properties"]
+    properties["reasoning_effort"]["enum"] = 7
+    properties["seed"] = {"type": ["integer", "null"], "minimum": "x", "description": 12}
+    properties["top_k"] = {"type": 5, "maximum": [1]}
+    properties["response_format"]["properties"] = [1, 2]
+    properties["response_format"]["required"] = "type"
+    return json.dumps(document).encode()
+
+
 # --------------------------------------------------------------------------- HTTP handler
 
 
@@ -957,6 +1098,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif route == "/_demo/reset" and self.command == "POST":
             self.upstream.clear()
             self._send_json(200, {"status": "ok"})
+        elif route == "/_demo/catalogue_fault" and self.command == "POST":
+            self._set_catalogue_fault(body)
         else:
             self._send_error(404)
 
@@ -985,18 +1128,51 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---- responses
 
+    def _catalogue_fault(self) -> CatalogueFault | None:
+        """The catalogue fault in force; None (after a 400) when it cannot be parsed."""
+        try:
+            return parse_catalogue_fault(self.upstream.catalogue_fault)
+        except FaultSpecError as error:
+            self._send_error(400, str(error))
+            return None
+
+    def _set_catalogue_fault(self, body: bytes) -> None:
+        payload = _loads(body)
+        text = payload.get("fault") if isinstance(payload, dict) else None
+        if not isinstance(text, str):
+            self._send_error(400, 'Body validation error! Send {"fault": "<spec>"}.')
+            return
+        try:
+            parse_catalogue_fault(text)
+        except FaultSpecError as error:
+            self._send_error(400, str(error))
+            return
+        self.upstream.catalogue_fault = text
+        self._send_json(200, {"status": "ok", "fault": text})
+
     def _send_models(self) -> None:
         shape = self.headers.get("X-Demo-Models-Shape", "") or self.upstream.models_shape
         if self.upstream.models_status:
             self._send_error(self.upstream.models_status)
             return
+        fault = self._catalogue_fault()
+        if fault is None:
+            return
         query = parse_qs(urlsplit(self.path).query)
         include = {part.strip() for value in query.get("include", []) for part in value.split(",")}
         origin = f"http://{self.headers.get('Host') or self.upstream.host}"
-        catalogue = catalogue_json(
-            shape, origin=origin, include=include, extra=self.upstream.extra_models
-        )
-        body = json.dumps(catalogue, ensure_ascii=False).encode()
+        if self.upstream.catalogue_entries is not None:
+            # Escaped (ensure_ascii): generated entries may hold lone surrogates.
+            body = json.dumps({"object": "list", "data": self.upstream.catalogue_entries}).encode()
+        elif fault != CatalogueFault() and shape.strip().lower() != "openai":
+            body = faulty_catalogue_body(
+                fault, origin=origin, include=include, extra=self.upstream.extra_models
+            )
+        else:
+            catalogue = catalogue_json(
+                shape, origin=origin, include=include, extra=self.upstream.extra_models
+            )
+            body = json.dumps(catalogue, ensure_ascii=False).encode()
         etag = etag_for(body)
         if etag_matches(self.headers.get("If-None-Match"), etag):
             self.send_response(304)
@@ -1006,12 +1182,39 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_bytes(200, body, {"ETag": etag, "Cache-Control": "no-cache"})
 
     def _send_schema(self) -> None:
+        fault = self._catalogue_fault()
+        if fault is None:
+            return
         model_id = parse_qs(urlsplit(self.path).query).get("model", [""])[0]
+        if model_id in self.upstream.schema_documents:
+            self._send_bytes(200, json.dumps(self.upstream.schema_documents[model_id]).encode())
+            return
         document = schema_document(model_id)
         if document is None:
             self._send_error(404, f"No schema for model {model_id!r}")
             return
+        if fault.bad_schema:
+            document = bad_schema_document(model_id)
+        if fault.slow_schema:
+            self._send_slowly(document)
+            return
         self._send_bytes(200, document)
+
+    def _send_slowly(self, body: bytes) -> None:
+        """The whole body, one byte at a time: each read gets a byte well within any read
+        timeout, so only a deadline on the whole download ends it."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.flush()
+        for index in range(len(body)):
+            if self.upstream._stopping.is_set():
+                break
+            self.upstream._wait(SLOW_SCHEMA_BYTE_SECONDS)
+            self.wfile.write(body[index : index + 1])
+            self.wfile.flush()
+        self.close_connection = True
 
     def _send_json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
         self._send_bytes(status, json.dumps(data, ensure_ascii=False).encode(), headers)
@@ -1438,6 +1641,12 @@ class DemoUpstream:
         self.models_shape = ""
         self.models_status: int | None = None
         self.extra_models: list[dict[str, Any]] = []
+        # A hostile catalogue or schema documents (see parse_catalogue_fault); "" for none.
+        self.catalogue_fault = ""
+        # Generated input (tests): the catalogue's whole `data` when not None, and schema
+        # documents served for these model ids instead of the usual ones.
+        self.catalogue_entries: list[Any] | None = None
+        self.schema_documents: dict[str, Any] = {}
         self._server = _Server((host, port), _Handler)
         self._server.upstream = self
 
@@ -1470,6 +1679,9 @@ class DemoUpstream:
         self.models_shape = ""
         self.models_status = None
         self.extra_models = []
+        self.catalogue_fault = ""
+        self.catalogue_entries = None
+        self.schema_documents = {}
 
     def script_next(
         self,

@@ -99,6 +99,8 @@ class ParametersForm(forms.Form):
         self.schema = catalogue.schema_for(model_id) if schema is _RESOLVE else schema
         # A caller that passes the schema (an import) wants no catalogue look-ups either.
         self.uses_catalogue = schema is _RESOLVE
+        # Why the schema could not be loaded, or what of it could not be read.
+        self.schema_note = catalogue.schema_note(model_id) if schema is _RESOLVE else ""
         self.params = schema_form.params_of(self.schema)
         self.schema_failed = False  # the schema check found problems: offer Send anyway
         for param in self.params:

@@ -16,6 +16,10 @@ Ranges and enums are not enforced by the fields themselves: `check` validates th
 body before sending and names the field, and "Send anyway" skips that check (the
 upstream's answer is the truth). Only type errors (text in a number box, broken
 JSON) always stop a submit, since there is nothing sensible to send.
+
+A schema comes from the upstream (chat/catalogue.py reads it with SchemaReader), so
+these functions also take keyword values of the wrong type: such a keyword is
+ignored, never an error.
 """
 
 import json
@@ -63,7 +67,7 @@ def params_of(schema: ModelSchema | None) -> list[Param]:
 
 def kind_of(spec: dict[str, Any]) -> str:
     kind = spec.get("type")
-    enum = spec.get("enum")
+    enum = _list(spec, "enum")
     if enum and kind in (None, "string") and all(isinstance(v, str) for v in enum):
         return "enum"
     if kind in ("boolean", "integer", "number"):
@@ -79,7 +83,7 @@ def kind_of(spec: dict[str, Any]) -> str:
 def help_text(spec: dict[str, Any]) -> str:
     """Range, default and limits first (what a user needs at a glance), then the description."""
     facts = []
-    low, high = spec.get("minimum"), spec.get("maximum")
+    low, high = _limit(spec, "minimum"), _limit(spec, "maximum")
     if low is not None and high is not None:
         facts.append(f"Range {_number(low)}–{_number(high)}.")
     elif low is not None:
@@ -87,10 +91,13 @@ def help_text(spec: dict[str, Any]) -> str:
     elif high is not None:
         facts.append(f"At most {_number(high)}.")
     if "default" in spec:
-        facts.append(f"Default {json.dumps(spec['default'])}.")
-    if spec.get("maxItems") is not None:
+        default = _as_json(spec["default"])
+        if default is not None and len(default) <= MAX_HELP_CHARS:
+            facts.append(f"Default {default}.")
+    if _count(spec, "maxItems") is not None:
         facts.append(f"At most {spec['maxItems']} items.")
-    description = " ".join(str(spec.get("description") or "").split())
+    description = spec.get("description")
+    description = " ".join(description.split()) if isinstance(description, str) else ""
     if len(description) > MAX_HELP_CHARS:
         description = description[: MAX_HELP_CHARS - 1].rstrip() + "…"
     return " ".join(filter(None, [*facts, description]))
@@ -172,7 +179,7 @@ def accepts_string(spec: dict[str, Any]) -> bool:
         return True
     return any(
         isinstance(branch, dict) and accepts_string(branch)
-        for branch in (*spec.get("anyOf", ()), *spec.get("oneOf", ()))
+        for branch in (*_list(spec, "anyOf"), *_list(spec, "oneOf"))
     )
 
 
@@ -186,7 +193,7 @@ def representable(param: Param, value: Any) -> bool:
     if kind == "boolean":
         return isinstance(value, bool)
     if kind == "enum":
-        return value in param.schema["enum"]
+        return value in _list(param.schema, "enum")
     if kind == "text":
         return isinstance(value, str) and value != ""
     if kind == "list":
@@ -228,15 +235,16 @@ def check(value: Any, spec: Any, path: str) -> list[str]:
     if value is None:
         return [] if spec.get("nullable") else [f"{path}: must not be null."]
     for combinator in ("anyOf", "oneOf"):
-        branches = [b for b in spec.get(combinator) or [] if isinstance(b, dict)]
+        branches = [b for b in _list(spec, combinator) if isinstance(b, dict)]
         if branches and not any(_fits(value, branch, path) for branch in branches):
             allowed = "; ".join(filter(None, (_describe(b) for b in branches)))
             return [f"{path}: must be {allowed or 'one of the allowed forms'}."]
     kind = spec.get("type")
-    if kind and not _has_type(value, kind):
+    if isinstance(kind, str) and kind and not _has_type(value, kind):
         return [f"{path}: must be {_article(kind)}."]
-    if "enum" in spec and value not in spec["enum"]:
-        return [f"{path}: must be {_describe({'enum': spec['enum']})}, not {json.dumps(value)}."]
+    enum = spec.get("enum")
+    if isinstance(enum, list) and value not in enum:
+        return [f"{path}: must be {_describe({'enum': enum})}, not {json.dumps(value)}."]
     return [*_check_number(value, spec, path), *_check_container(value, spec, path)]
 
 
@@ -250,31 +258,34 @@ def _check_number(value: Any, spec: dict[str, Any], path: str) -> list[str]:
     if not isinstance(value, int | float) or isinstance(value, bool):
         return []
     problems = []
-    if spec.get("minimum") is not None and value < spec["minimum"]:
-        problems.append(f"{path}: must be at least {_number(spec['minimum'])}.")
-    if spec.get("maximum") is not None and value > spec["maximum"]:
-        problems.append(f"{path}: must be at most {_number(spec['maximum'])}.")
+    low, high = _limit(spec, "minimum"), _limit(spec, "maximum")
+    if low is not None and value < low:
+        problems.append(f"{path}: must be at least {_number(low)}.")
+    if high is not None and value > high:
+        problems.append(f"{path}: must be at most {_number(high)}.")
     return problems
 
 
 def _check_container(value: Any, spec: dict[str, Any], path: str) -> list[str]:
     problems = []
     if isinstance(value, str):
-        if spec.get("maxLength") is not None and len(value) > spec["maxLength"]:
-            problems.append(f"{path}: must be at most {spec['maxLength']} characters.")
-        if spec.get("minLength") is not None and len(value) < spec["minLength"]:
-            problems.append(f"{path}: must be at least {spec['minLength']} characters.")
+        most, least = _count(spec, "maxLength"), _count(spec, "minLength")
+        if most is not None and len(value) > most:
+            problems.append(f"{path}: must be at most {most} characters.")
+        if least is not None and len(value) < least:
+            problems.append(f"{path}: must be at least {least} characters.")
     if isinstance(value, list):
-        if spec.get("maxItems") is not None and len(value) > spec["maxItems"]:
-            problems.append(f"{path}: at most {spec['maxItems']} items.")
-        if spec.get("minItems") is not None and len(value) < spec["minItems"]:
-            problems.append(f"{path}: at least {spec['minItems']} items.")
+        most, least = _count(spec, "maxItems"), _count(spec, "minItems")
+        if most is not None and len(value) > most:
+            problems.append(f"{path}: at most {most} items.")
+        if least is not None and len(value) < least:
+            problems.append(f"{path}: at least {least} items.")
         for index, item in enumerate(value):
             problems += check(item, spec.get("items"), f"{path}[{index}]")
     if isinstance(value, dict):
         properties = spec.get("properties") if isinstance(spec.get("properties"), dict) else {}
-        for name in spec.get("required") or []:
-            if name not in value:
+        for name in _list(spec, "required"):
+            if isinstance(name, str) and name not in value:
                 problems.append(f"{path}.{name}: is required.")
         extra = spec.get("additionalProperties")
         for name, item in value.items():
@@ -299,12 +310,13 @@ def _has_type(value: Any, kind: str) -> bool:
 
 
 def _describe(spec: dict[str, Any]) -> str:
-    if spec.get("enum"):
-        return "one of " + ", ".join(json.dumps(v) for v in spec["enum"])
+    if _list(spec, "enum"):
+        return "one of " + ", ".join(_as_json(v) or "?" for v in spec["enum"])
     if isinstance(spec.get("type"), str):
-        inner = (spec.get("properties") or {}).get("type") or {}
-        if spec["type"] == "object" and inner.get("enum"):
-            return "an object with type " + " or ".join(json.dumps(v) for v in inner["enum"])
+        properties = spec.get("properties")
+        inner = properties.get("type") if isinstance(properties, dict) else None
+        if spec["type"] == "object" and isinstance(inner, dict) and _list(inner, "enum"):
+            return "an object with type " + " or ".join(_as_json(v) or "?" for v in inner["enum"])
         return _article(spec["type"])
     return ""
 
@@ -317,6 +329,33 @@ def _article(kind: str) -> str:
 
 def _number(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _list(spec: dict[str, Any], key: str) -> list[Any]:
+    """A keyword whose value must be a list (enum, required, anyOf...); [] otherwise."""
+    value = spec.get(key)
+    return value if isinstance(value, list) else []
+
+
+def _limit(spec: dict[str, Any], key: str) -> int | float | None:
+    """minimum / maximum, when it is a finite number."""
+    value = spec.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _count(spec: dict[str, Any], key: str) -> int | None:
+    """minLength, maxItems and the like, when a whole number."""
+    value = spec.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _as_json(value: Any) -> str | None:
+    try:
+        return json.dumps(value)
+    except (ValueError, TypeError, RecursionError):
+        return None
 
 
 def _parses_as_json(text: str) -> bool:

@@ -184,6 +184,15 @@ UPSTREAM_MAX_REPLY_BYTES = env.int("UPSTREAM_MAX_REPLY_BYTES", default=8 * 1024 
 # Seconds one reply may take from the request to its last byte, streamed or not.
 UPSTREAM_MAX_STREAM_SECONDS = env.float("UPSTREAM_MAX_STREAM_SECONDS", default=900.0)
 
+# --- Limits on the catalogue and schema documents ---------------------------
+# Both come from the upstream and are untrusted input (chat/client.py, chat/catalogue.py).
+UPSTREAM_MAX_MODELS = env.int("UPSTREAM_MAX_MODELS", default=1_000)
+UPSTREAM_MAX_CATALOGUE_BYTES = env.int("UPSTREAM_MAX_CATALOGUE_BYTES", default=8_388_608)
+UPSTREAM_MAX_SCHEMA_BYTES = env.int("UPSTREAM_MAX_SCHEMA_BYTES", default=4_194_304)
+# The whole of one catalogue or schema fetch, connecting included: a page that needs
+# one waits no longer than this.
+UPSTREAM_FETCH_SECONDS = env.float("UPSTREAM_FETCH_SECONDS", default=3.0)
+
 # --- Limits on what a user can send ----------------------------------------
 MAX_MESSAGE_CHARS = env.int("MAX_MESSAGE_CHARS", default=100_000)
 MAX_SYSTEM_PROMPT_CHARS = env.int("MAX_SYSTEM_PROMPT_CHARS", default=100_000)
