@@ -32,7 +32,7 @@ from django.utils.safestring import SafeString, mark_safe
 from markdown_it import MarkdownIt
 from pygments.formatters import HtmlFormatter
 from pygments.lexer import Lexer
-from pygments.lexers import get_lexer_by_name
+from pygments.lexers import get_all_lexers, get_lexer_by_name
 from pygments.util import ClassNotFound
 
 from chat.formatting import as_received, too_deep, too_large
@@ -76,9 +76,18 @@ def _allowed_lexer(language: str) -> Lexer | None:
 
 @lru_cache(maxsize=8)
 def _allowed_aliases(languages: tuple[str, ...]) -> frozenset[str]:
-    """Every alias of each allowlisted lexer, so that "py" counts as "python"."""
-    lexers = (_lexer(language.lower()) for language in languages)
-    return frozenset(alias for lexer in lexers if lexer is not None for alias in lexer.aliases)
+    """Every alias of each allowlisted lexer, so that "py" counts as "python".
+
+    From Pygments' table of lexers: loading each lexer to ask it would take the
+    first message's highlighting budget.
+    """
+    wanted = {language.lower() for language in languages}
+    return frozenset(
+        alias
+        for _name, aliases, _files, _types in get_all_lexers(plugins=False)
+        if wanted.intersection(aliases)
+        for alias in aliases
+    )
 
 
 @lru_cache(maxsize=64)

@@ -148,6 +148,14 @@ def test_code_in_a_language_off_the_allowlist_is_shown_plain(settings):
     assert '<span class="p">[</span>' in html
 
 
+def test_the_default_allowlist_takes_aliases_and_refuses_lexers_that_stall():
+    """ini's lexer spends 20 s on one token of 64 KB chosen for it (bench/highlight_lexers.py)."""
+    html = markdown.render_markdown("```py\nx = 1\n```\n\n```ini\n[section]\n```")
+
+    assert '<span class="n">x</span>' in html
+    assert '<code class="language-ini">[section]' in html
+
+
 def test_highlighting_stops_at_the_time_budget_and_the_code_stays(settings):
     settings.HIGHLIGHT_TIME_BUDGET = 0.05
     settings.HIGHLIGHT_LANGUAGES = ["python"]
