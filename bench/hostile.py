@@ -22,7 +22,8 @@ Targets: peak RSS under 1.5x idle, longest pause under 1 s, no 500 anywhere. A c
 fault the demo does not know reports "fault not available". Everything runs on 127.0.0.1
 and ends by itself: each case is cut off after --case-seconds (the browser hangs up).
 One worker by default (--workers), so the hostile case and the normal stream share it:
-the worst case for "another user on the same worker".
+the worst case for "another user on the same worker". `--set SETTING=VALUE` tries a limit
+(e.g. UPSTREAM_MAX_REPLY_BYTES); HOSTILE_SHOW_LOG=1 prints each request and the server log.
 """
 
 import argparse
