@@ -69,12 +69,14 @@ WATCH_TEXT = """() => {
 
 
 @pytest.fixture
-def asgi_server(live_server) -> Iterator[str]:
+def asgi_server(live_server, settings) -> Iterator[str]:
     """The app under uvicorn and the production ASGI handler, in a thread; its URL.
 
     `live_server` gives the database every thread of the process sees (its own pages
-    are not used here).
+    are not used here). WhiteNoise serves the static files from their sources, as in
+    development: a fresh clone has no collected copy.
     """
+    settings.WHITENOISE_USE_FINDERS = True
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
