@@ -10,7 +10,13 @@ says so; with no copy ever fetched, UPSTREAM_FALLBACK_MODELS is offered.
 
 A model's OpenAPI document comes from the catalogue's `info.docsJson` link
 (fetched through chat/client.py, only from the configured upstream's origin),
-and otherwise from the provider's documents bundled in chat/schemas/.
+and otherwise from the provider's documents bundled in chat/schemas/. Each
+document is kept the same way as the catalogue: the last good reading with no
+expiry, revalidated in the background when due (a failed refresh keeps it, and
+the panel says so), so only a model whose document was never read makes a page
+or a send wait, and no longer than UPSTREAM_FETCH_SECONDS. A document that could
+not be read at all is asked for again, in the background, after
+SCHEMA_FAILURE_SECONDS.
 """
 
 import hashlib
@@ -18,6 +24,7 @@ import json
 import logging
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache as memoize
@@ -34,15 +41,20 @@ logger = logging.getLogger(__name__)
 
 CATALOGUE_KEY = "catalogue:v3"  # v3: entries validated (client.normalise_model)
 REFRESH_LOCK_KEY = "catalogue:refreshing"
-SCHEMA_KEY = "schema:v2:"  # v2: read by SchemaReader; failures hold their reason
+SCHEMA_KEY = "schema:v3:"  # v3: a FetchedSchema, kept with no expiry
+SCHEMA_REFRESH_LOCK_KEY = "schema:refreshing:"
+# A refresh that died without releasing its lock holds it no longer than this.
+REFRESH_LOCK_SECONDS = 120
 # After a failure with no good copy, try again this soon rather than hourly.
 RETRY_UNREACHABLE_SECONDS = 60
 SCHEMA_FAILURE_SECONDS = 60
 BUNDLED_SCHEMAS = Path(__file__).resolve().parent / "schemas"
 CHAT_PATH_SUFFIX = "/chat/completions"
 
-# The last background refresh started by this process (tests join it).
+# The background refreshes started by this process: the last one, and those still
+# running (tests join them).
 refresh_thread: threading.Thread | None = None
+refresh_threads: list[threading.Thread] = []
 
 
 @dataclass(frozen=True)
@@ -83,7 +95,7 @@ def catalogue_get() -> Catalogue:
     if catalogue is None:
         return catalogue_refresh()
     if _is_due(catalogue):
-        _refresh_in_background()
+        _refresh_in_background(REFRESH_LOCK_KEY, catalogue_refresh, "catalogue-refresh")
     return catalogue
 
 
@@ -129,19 +141,26 @@ def _is_due(catalogue: Catalogue) -> bool:
     return checked is None or (timezone.now() - checked).total_seconds() >= interval
 
 
-def _refresh_in_background() -> None:
+def _refresh_in_background(lock_key: str, refresh: Callable[[], object], name: str) -> None:
+    """Run `refresh` in a thread of its own, unless one holding `lock_key` runs already.
+
+    The page that found the copy due is served that copy meanwhile (stale while
+    revalidate). One refresh per key at a time (per cache): the lock expires on its
+    own if a thread dies.
+    """
     global refresh_thread
-    # One refresh at a time (per cache): the lock expires on its own if a thread dies.
-    if not cache.add(REFRESH_LOCK_KEY, True, 120):
+    if not cache.add(lock_key, True, REFRESH_LOCK_SECONDS):
         return
 
     def run() -> None:
         try:
-            catalogue_refresh()
+            refresh()
         finally:
-            cache.delete(REFRESH_LOCK_KEY)
+            cache.delete(lock_key)
 
-    refresh_thread = threading.Thread(target=run, name="catalogue-refresh", daemon=True)
+    refresh_thread = threading.Thread(target=run, name=name, daemon=True)
+    refresh_threads[:] = [thread for thread in refresh_threads if thread.is_alive()]
+    refresh_threads.append(refresh_thread)
     refresh_thread.start()
 
 
@@ -176,6 +195,16 @@ JSON_TYPES = frozenset({"string", "number", "integer", "boolean", "array", "obje
 
 
 @dataclass(frozen=True)
+class FetchedSchema:
+    """What is cached of one docsJson document: its last good reading, and the last try."""
+
+    parsed: dict[str, Any] | None  # {properties, required, ...}; None: never read
+    checked_at: datetime  # when we last asked
+    fetched_at: datetime | None = None  # when `parsed` was read
+    error: str = ""  # why the last try failed, when it did (shown on a page)
+
+
+@dataclass(frozen=True)
 class ModelSchema:
     """The JSON schema of a model's chat-completions request body."""
 
@@ -193,8 +222,8 @@ def schema_for(model_id: str) -> ModelSchema | None:
         return None
     model = catalogue_model(model_id)
     if model and model.get("docs_json"):
-        parsed = _fetched_schema(model["docs_json"])
-        if "error" not in parsed:
+        parsed = _fetched_schema(model["docs_json"]).parsed
+        if parsed is not None:
             return ModelSchema(model_id=model_id, source="upstream", **parsed)
     bundled = _bundled_schema(model_id, model)
     if bundled is not None:
@@ -208,26 +237,33 @@ def schema_note(model_id: str) -> str:
     model = catalogue_model(model_id) if model_id else None
     if not model or not model.get("docs_json"):
         return ""
-    parsed = cache.get(_schema_key(model["docs_json"]))  # schema_for has fetched it
-    if not parsed:
+    fetched: FetchedSchema | None = cache.get(_schema_key(model["docs_json"]))
+    if fetched is None:  # schema_for has not fetched it (yet)
         return ""
-    if "error" in parsed:
+    if fetched.parsed is None:
         instead = (
             "The copy bundled with the app is used instead."
             if _bundled_schema(model_id, model) is not None
             else "The panel shows the common parameters only."
         )
-        error = parsed["error"]
-        return f"This model's schema could not be loaded from the upstream: {error} {instead}"
-    problems = parsed.get("problems") or []
-    if not problems:
-        return ""
-    shown = ", ".join(problems[:MAX_PROBLEMS_SHOWN])
-    more = len(problems) - MAX_PROBLEMS_SHOWN
-    return (
-        "Parts of this model's schema could not be read and were left out: "
-        f"{shown}{f' and {more} more' if more > 0 else ''}."
-    )
+        return (
+            f"This model's schema could not be loaded from the upstream: {fetched.error} {instead}"
+        )
+    notes = []
+    if fetched.error:
+        notes.append(
+            "This model's schema could not be refreshed from the upstream: "
+            f"{fetched.error} The copy read {fetched.fetched_at:%Y-%m-%d %H:%M} UTC is used."
+        )
+    problems = fetched.parsed.get("problems") or []
+    if problems:
+        shown = ", ".join(problems[:MAX_PROBLEMS_SHOWN])
+        more = len(problems) - MAX_PROBLEMS_SHOWN
+        notes.append(
+            "Parts of this model's schema could not be read and were left out: "
+            f"{shown}{f' and {more} more' if more > 0 else ''}."
+        )
+    return " ".join(notes)
 
 
 def _bundled_schema(model_id: str, model: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -244,25 +280,53 @@ def _schema_key(url: str) -> str:
     return SCHEMA_KEY + hashlib.sha256(url.encode()).hexdigest()
 
 
-def _fetched_schema(url: str) -> dict[str, Any]:
-    """{properties, required, ...} from a docsJson document, cached; {"error": why} when
-    it is unavailable (cached briefly, so pages do not wait on it again and again)."""
-    key = _schema_key(url)
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
+def _fetched_schema(url: str) -> FetchedSchema:
+    """A docsJson document as cached, refreshed in the background when due; fetched
+    now (bounded by UPSTREAM_FETCH_SECONDS) only when it was never asked for."""
+    fetched: FetchedSchema | None = cache.get(_schema_key(url))
+    if fetched is None:
+        return schema_refresh(url)
+    interval = (
+        settings.UPSTREAM_MODELS_CACHE_SECONDS
+        if fetched.parsed is not None
+        else SCHEMA_FAILURE_SECONDS
+    )
+    if (timezone.now() - fetched.checked_at).total_seconds() >= interval:
+        lock = SCHEMA_REFRESH_LOCK_KEY + _schema_key(url).removeprefix(SCHEMA_KEY)
+        _refresh_in_background(lock, lambda: schema_refresh(url), "schema-refresh")
+    return fetched
+
+
+def schema_refresh(url: str) -> FetchedSchema:
+    """Ask the upstream for a docsJson document now and store what it gives; when that
+    fails, the last good reading is kept, with the reason."""
+    parsed = None
     try:
         parsed = request_schema(client.fetch_json_document(url))
     except client.UpstreamError as error:
         logger.warning("Model schema unavailable at %s: %s", url, error.message)
-        failure = {"error": _shown(error.message)}
+        error_text = _shown(error.message)
     else:
-        if parsed is not None:
-            cache.set(key, parsed, settings.UPSTREAM_MODELS_CACHE_SECONDS)
-            return parsed
-        failure = {"error": "It has no chat-completions request body we can read."}
-    cache.set(key, failure, SCHEMA_FAILURE_SECONDS)
-    return failure
+        error_text = (
+            "" if parsed is not None else "It has no chat-completions request body we can read."
+        )
+    # Taken after the fetch: a slow answer must not leave the copy due again at once.
+    now = timezone.now()
+    key = _schema_key(url)
+    previous: FetchedSchema | None = cache.get(key)
+    if parsed is not None:
+        fetched = FetchedSchema(parsed=parsed, checked_at=now, fetched_at=now)
+    elif previous is not None and previous.parsed is not None:
+        fetched = FetchedSchema(
+            parsed=previous.parsed,
+            checked_at=now,
+            fetched_at=previous.fetched_at,
+            error=error_text,
+        )
+    else:
+        fetched = FetchedSchema(parsed=None, checked_at=now, error=error_text)
+    cache.set(key, fetched, None)
+    return fetched
 
 
 @memoize

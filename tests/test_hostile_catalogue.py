@@ -254,6 +254,107 @@ def test_a_slow_schema_falls_back_to_the_bundled_copy_with_a_note(
     assert "schema could not be loaded" in page
 
 
+# --- An expired schema and a slow or failing upstream ------------------------------
+
+
+def expire_the_cached_copies(settings) -> None:
+    """The catalogue and the schemas are due for a refresh (by the clock, as in use)."""
+    settings.UPSTREAM_MODELS_CACHE_SECONDS = 1
+    time.sleep(1.1)
+
+
+def join_refreshes() -> None:
+    for thread in catalogue.refresh_threads:
+        thread.join(10)
+
+
+def timed(call, *args, **kwargs):
+    started = time.monotonic()
+    result = call(*args, **kwargs)
+    return result, time.monotonic() - started
+
+
+def test_an_expired_schema_is_served_from_its_copy_while_a_slow_upstream_is_asked_behind(
+    alice_client, conversation, upstream, settings
+):
+    settings.UPSTREAM_MODELS_CACHE_SECONDS = 1
+    settings.UPSTREAM_FETCH_SECONDS = 2.0
+    page_of(alice_client, conversation)  # the schema fetched and cached
+    expire_the_cached_copies(settings)
+    upstream.catalogue_fault = "slow_schema"
+
+    page, page_seconds = timed(page_of, alice_client, conversation)
+    panel, panel_seconds = timed(panel_of, alice_client, conversation)
+    join_refreshes()
+    refreshes = len(schema_requests(upstream)) - 1
+    after = page_of(alice_client, conversation)
+
+    assert page_seconds < 1.0 and panel_seconds < 1.0
+    for shown in (page, panel, after):
+        assert 'name="schema__reasoning_effort"' in shown  # the cached copy's fields
+    assert "could not be loaded" not in page
+    assert refreshes == 1  # one at a time, though two requests found the copy due
+    assert "could not be refreshed from the upstream" in after
+    assert "took too long" in after
+
+
+def test_a_send_with_an_expired_schema_does_not_wait_on_a_slow_upstream(
+    alice_client, conversation, upstream, settings
+):
+    settings.UPSTREAM_MODELS_CACHE_SECONDS = 1
+    settings.UPSTREAM_FETCH_SECONDS = 2.0
+    page_of(alice_client, conversation)
+    expire_the_cached_copies(settings)
+    upstream.catalogue_fault = "slow_schema"
+
+    response, seconds = timed(
+        send, alice_client, conversation, "Hello", schema__seed="3", schema__top_p="0.5"
+    )
+    join_refreshes()
+
+    assert response.status_code == 302 and seconds < 1.0
+    (body,) = sent_bodies(upstream)
+    assert body["seed"] == 3  # read through the cached schema: an integer field
+
+
+def test_a_failed_schema_refresh_keeps_the_last_good_copy_and_says_so(
+    alice_client, conversation, upstream, settings
+):
+    settings.UPSTREAM_MODELS_CACHE_SECONDS = 1
+    page_of(alice_client, conversation)
+    expire_the_cached_copies(settings)
+    upstream.schema_documents = {ECHO: {"openapi": "3.0.0", "paths": {}}}
+
+    page_of(alice_client, conversation)  # finds the copy due: the refresh starts
+    join_refreshes()
+    page = page_of(alice_client, conversation)
+    panel = panel_of(alice_client, conversation)
+
+    for shown in (page, panel):
+        assert 'name="schema__reasoning_effort"' in shown
+        assert "could not be refreshed from the upstream" in shown
+        assert "no chat-completions request body" in shown
+    assert "No schema is known for this model" not in page
+
+
+def test_a_schema_that_reads_again_after_a_failed_refresh_drops_the_note(
+    alice_client, conversation, upstream, settings
+):
+    settings.UPSTREAM_MODELS_CACHE_SECONDS = 1
+    page_of(alice_client, conversation)
+    expire_the_cached_copies(settings)
+    upstream.schema_documents = {ECHO: {"openapi": "3.0.0", "paths": {}}}
+    page_of(alice_client, conversation)
+    join_refreshes()
+    upstream.schema_documents = {}
+    expire_the_cached_copies(settings)
+
+    page_of(alice_client, conversation)
+    join_refreshes()
+
+    assert "could not be refreshed" not in page_of(alice_client, conversation)
+
+
 def test_the_demo_upstream_takes_a_catalogue_fault_from_another_process(upstream):
     import urllib.error
     import urllib.request
