@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.handlers.asgi import ASGIRequest
 from django.core.paginator import Paginator
 from django.db import connections
+from django.db.models.functions import Length
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -586,25 +587,35 @@ def _attach_calls(messages: list[Message], *, inline_last_only: bool = False) ->
     """Give each reply its calls (one query), for the inspector.
 
     With `inline_last_only`, only the last reply's call record is put in the
-    page; the others load when opened (a long conversation's raw bodies would
-    otherwise make the page hundreds of megabytes).
+    page, and only if its bodies are within what a page shows (MAX_SHOWN_CHARS);
+    the others load when opened (a long conversation's raw bodies, or one reply of
+    megabytes, would otherwise cost the worker many times their size to render).
     """
     calls_by_message = defaultdict(list)
     replies = [message for message in messages if message.role == Message.Role.ASSISTANT]
     last_reply = replies[-1] if replies else None
-    inline = [last_reply] if inline_last_only and last_reply else replies
-    lazy = [reply for reply in replies if reply not in inline]
-    # The raw bodies are loaded only for the records shown inline.
-    calls = [
-        *ApiCall.objects.filter(message__in=lazy).defer(*RAW_CALL_FIELDS),
-        *ApiCall.objects.filter(message__in=inline),
-    ]
+    if not inline_last_only:
+        calls = list(ApiCall.objects.filter(message__in=replies))
+        inline = set(replies)
+    else:
+        # The raw bodies are loaded only for the record shown inline, and its size is
+        # looked at first, so that a huge record is never loaded for this page.
+        others = [reply for reply in replies if reply is not last_reply]
+        last = ApiCall.objects.filter(message__in=[last_reply] if last_reply else [])
+        last = last.defer(*RAW_CALL_FIELDS)
+        last = last.annotate(raw_chars=Length("request_body") + Length("response_body"))
+        calls = [*ApiCall.objects.filter(message__in=others).defer(*RAW_CALL_FIELDS), *last]
+        shown = max(last, key=lambda call: (call.created, call.id), default=None)
+        inline = set()
+        if shown is not None and shown.raw_chars <= settings.MAX_SHOWN_CHARS:
+            calls[calls.index(shown)] = ApiCall.objects.get(pk=shown.pk)
+            inline = {last_reply}
     for call in sorted(calls, key=lambda call: (call.created, call.id)):
         calls_by_message[call.message_id].append(call)
     for message in messages:
         message.call_list = calls_by_message.get(message.id, [])
         message.last_call = message.call_list[-1] if message.call_list else None
-        message.lazy_record = inline_last_only and message is not last_reply
+        message.lazy_record = inline_last_only and message not in inline
 
 
 def render_conversation(
