@@ -66,6 +66,7 @@ MAX_POSITIVE_INT = 2_147_483_647  # PositiveIntegerField on every database
 WRITE_BATCH_SECONDS = 0.2
 WRITE_PAUSE_SECONDS = 0.11
 PARENTS_PER_QUERY = 400  # two parameters each, within SQLite's 999
+EXPORT_PIECE_CHARS = 65_536  # what export_json hands the server at a time, about
 
 
 class ImportRejected(ValueError):
@@ -170,10 +171,23 @@ def export_json(conversations: Iterable[Conversation]) -> Iterator[bytes]:
     opening, closing = head.rsplit("[]", 1)
     yield f"{opening}[\n".encode()
     for index, conversation in enumerate(conversations):
-        document = json.dumps(conversation_document(conversation=conversation), indent=2)
-        separator = ",\n" if index else ""
-        yield f"{separator}{document}".encode()
+        if index:
+            yield b",\n"
+        yield from _encoded(conversation_document(conversation=conversation))
     yield f"\n]{closing}\n".encode()
+
+
+def _encoded(document: dict[str, Any]) -> Iterator[bytes]:
+    """`document` as indented JSON, in pieces of about EXPORT_PIECE_CHARS: a call may hold
+    megabytes, and the whole text (then its bytes) would be two more copies of it."""
+    pieces, size = [], 0
+    for piece in json.JSONEncoder(indent=2).iterencode(document):
+        pieces.append(piece)
+        size += len(piece)
+        if size >= EXPORT_PIECE_CHARS:
+            yield "".join(pieces).encode()
+            pieces, size = [], 0
+    yield "".join(pieces).encode()
 
 
 def export_markdown(*, conversation: Conversation, messages: list[Message]) -> str:
