@@ -22,6 +22,31 @@ from django.utils.safestring import SafeString, mark_safe
 from . import storable
 
 
+class Head(str):
+    """The first part of a stored text too long to load for a page, knowing the whole
+    text's length (`total`)."""
+
+    total: int
+
+    def __new__(cls, text: str, total: int) -> "Head":
+        head = super().__new__(cls, text)
+        head.total = total
+        return head
+
+
+class EventsHead(list):
+    """The first of a stream's events, knowing how many there are (`total`)."""
+
+    def __init__(self, events: list[dict], total: int) -> None:
+        super().__init__(events)
+        self.total = total
+
+
+def total_length(value: str | list) -> int:
+    """The whole length of a stored text or event list, also when only its head is loaded."""
+    return getattr(value, "total", len(value))
+
+
 def too_deep(limit: int) -> str:
     return f"too deep to format (more than {limit:,} levels)"
 
@@ -62,7 +87,7 @@ def raw_text(
 
     `total` is the whole text's length when `text` is already only its beginning."""
     text, limit = text or "", settings.MAX_SHOWN_CHARS
-    total = len(text) if total is None else total
+    total = total_length(text) if total is None else total
     pre = format_html('<pre class="{}">{}</pre>', css_class, text[:limit])
     if total <= limit:
         return pre
@@ -86,7 +111,7 @@ def format_json(value: str | dict | list | None, download_url: str = "") -> Safe
     limit, depth_limit = settings.MAX_FORMAT_CHARS, settings.MAX_FORMAT_DEPTH
     if isinstance(value, str) or value is None:
         text = value or ""
-        if len(text) > limit:
+        if total_length(text) > limit:
             return _shown_as_received(text, too_large(limit), download_url)
         try:
             value = json.loads(text)
@@ -131,10 +156,10 @@ def stream_event_rows(events: list[dict], download_url: str = "") -> SafeString:
         at = int(event["at_ms"])
         rows.append(f"<tr><td>+{at} ms</td><td><code>{escape(data)}</code></td></tr>")
     html = mark_safe("".join(rows))  # noqa: S308 - the only text, each event's data, is escaped
-    if len(rows) == len(events) and not partial:
+    if len(rows) == total_length(events) and not partial:
         return html
     unit = "events (the last of them in part)" if partial else "events"
-    note = shown_note(len(rows), len(events), unit, download_url)
+    note = shown_note(len(rows), total_length(events), unit, download_url)
     return html + format_html('<tr class="shown-note"><td colspan="2">{}</td></tr>', note)
 
 

@@ -16,8 +16,9 @@ from django.core.exceptions import ValidationError
 from django.core.handlers.asgi import ASGIRequest
 from django.core.paginator import Paginator
 from django.db import connections
-from django.db.models.functions import Length
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.db.models import Func, IntegerField, TextField
+from django.db.models.functions import Cast, Length, Substr
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -35,6 +36,7 @@ from . import (
     client,
     database_thread,
     exports,
+    formatting,
     limits,
     markdown,
     raw_request,
@@ -544,8 +546,11 @@ def conversation_delete(request: HttpRequest, public_id: uuid.UUID) -> HttpRespo
 @login_required
 @require_GET
 def call_detail(request: HttpRequest, call_id: uuid.UUID) -> HttpResponse:
-    call = get_object_or_404(
-        ApiCall.objects.select_related("conversation", "message"),
+    call = _call_for_page(
+        # The page links the message; its text may be megabytes, like the call's.
+        ApiCall.objects.select_related("conversation", "message").defer(
+            "message__content", "message__reasoning"
+        ),
         public_id=call_id,
         conversation__owner=request.user,
     )
@@ -562,20 +567,85 @@ def call_detail(request: HttpRequest, call_id: uuid.UUID) -> HttpResponse:
 @require_GET
 def call_record(request: HttpRequest, call_id: uuid.UUID) -> HttpResponse:
     """One call's inspector record, fetched when an older reply's inspector is opened."""
-    call = get_object_or_404(ApiCall, public_id=call_id, conversation__owner=request.user)
+    call = _call_for_page(ApiCall.objects, public_id=call_id, conversation__owner=request.user)
     return render(request, "chat/_call_record.html", {"call": call})
 
 
 @login_required
 @require_GET
 def call_download(request: HttpRequest, call_id: uuid.UUID, part: str) -> HttpResponse:
-    call = get_object_or_404(ApiCall, public_id=call_id, conversation__owner=request.user)
-    body = call.request_body if part == "request" else call.response_body
+    field = "request_body" if part == "request" else "response_body"
+    call = get_object_or_404(
+        ApiCall.objects.only("public_id", "response_headers", field),
+        public_id=call_id,
+        conversation__owner=request.user,
+    )
+    body = getattr(call, field)
     content_type = "application/json" if part == "request" else _response_type(call)
     response = HttpResponse(body.encode(), content_type=f"{content_type}; charset=utf-8")
     extension = "txt" if content_type.startswith("text/event-stream") else "json"
     response["Content-Disposition"] = f'attachment; filename="{part}-{call.public_id}.{extension}"'
     return response
+
+
+# What _call_for_page loads of a large call: the first characters of each text (and
+# of the events' JSON, from which the first events are read), never the whole.
+PAGE_TEXT_FIELDS = ("request_body", "response_body", "assembled_response", "stream_events")
+
+
+def _call_for_page(queryset, **lookup) -> ApiCall:
+    """One call (or 404) for a page that shows it, each raw field loaded whole only when
+    it is small enough to be formatted (MAX_FORMAT_CHARS); a larger one only as far as
+    the page shows it (formatting.Head, formatting.EventsHead), since loading a reply of
+    megabytes costs the worker several times its size.
+    """
+    queryset = queryset.filter(**lookup)
+    call = queryset.defer(*PAGE_TEXT_FIELDS).first()
+    if call is None:
+        raise Http404("No such call.")
+    row = ApiCall.objects.filter(pk=call.pk)
+    # One field per query: the database holds each value it reads whole while the
+    # query runs (SQLite does so in this process), so one at a time.
+    for name in PAGE_TEXT_FIELDS:
+        text = Cast(name, TextField())
+        total = row.values_list(Length(text), flat=True).get() or 0
+        if total <= settings.MAX_FORMAT_CHARS:
+            setattr(call, name, row.values_list(name, flat=True).get())
+            continue
+        # JSON escapes make the events' text longer than their data: read a little more.
+        size = 2 * settings.MAX_SHOWN_CHARS + 4096
+        head = row.values_list(Substr(text, 1, size), flat=True).get()
+        if name == "stream_events":
+            count = row.values_list(JSONArrayLength(name), flat=True).get()
+            call.stream_events = formatting.EventsHead(_first_events(head), count)
+        else:
+            setattr(call, name, formatting.Head(head, total))
+    return call
+
+
+def _first_events(text: str) -> list[dict]:
+    """The events that are whole in the first part of the events' JSON text."""
+    decoder, events, index = json.JSONDecoder(), [], text.find("[") + 1
+    while index:
+        while index < len(text) and text[index] in ", \n\t\r":
+            index += 1
+        try:
+            event, index = decoder.raw_decode(text, index)
+        except ValueError:  # the first part ends inside this event
+            break
+        if isinstance(event, dict) and isinstance(event.get("data"), str):
+            events.append({"at_ms": event.get("at_ms") or 0, "data": event["data"]})
+    return events
+
+
+class JSONArrayLength(Func):
+    """How many items a JSON array column holds, counted by the database."""
+
+    function = "JSON_ARRAY_LENGTH"
+    output_field = IntegerField()
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return super().as_sql(compiler, connection, function="JSONB_ARRAY_LENGTH", **extra)
 
 
 def _response_type(call: ApiCall) -> str:

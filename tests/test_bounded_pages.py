@@ -159,3 +159,24 @@ def test_it_exports_every_byte_of_an_8_mb_reply(alice_client, conversation, huge
         (call,) = document["conversations"][0]["messages"][-1]["calls"]
         assert call["response_body"] == huge_call.response_body
         assert call["stream_events"] == huge_call.stream_events
+
+
+@pytest.mark.django_db
+def test_it_shows_the_events_before_one_too_large_to_read_for_the_page(alice_client, conversation):
+    send(alice_client, conversation, "Hello")
+    small = {"at_ms": 1, "data": sse({"choices": [{"delta": {"content": "Hi"}}]})}
+    huge = {"at_ms": 2, "data": sse({"choices": [{"delta": {"content": "y" * 2_000_000}}]})}
+    events = [small, huge, {"at_ms": 3, "data": "[DONE]"}]
+    ApiCall.objects.update(
+        stream_events=events,
+        response_body="".join(f"{event['data']}\n\n" for event in events),
+        assembled_response={"choices": [{"message": {"content": "Hi" + "y" * 2_000_000}}]},
+    )
+    call = ApiCall.objects.get()
+
+    response = alice_client.get(reverse("call_detail", args=[call.public_id]))
+
+    page = assert_bounded(response, owner_link=download_url(call))
+    assert "3 server-sent events, as received" in page
+    assert "Showing the first 1 of 3 events." in page
+    assert "+1 ms" in page

@@ -29,3 +29,9 @@ def formatted_json(value: str | dict | list | None, download_url: str = "") -> S
 def raw_text(text: str | None, download_url: str = "") -> SafeString:
     """A <pre> of stored text exactly, up to the display bound, then a note."""
     return formatting.raw_text(text, download_url)
+
+
+@register.filter
+def event_count(events: list[dict]) -> int:
+    """How many events a streamed call has, also when a page loaded only the first."""
+    return formatting.total_length(events)
