@@ -125,7 +125,8 @@ def conversation_document(
         ],
     }
     # Text stored before it was made storable (SQLite keeps a NUL) leaves as U+FFFD.
-    return storable_copy(document)
+    # Copied only then: the copy of a call of megabytes is that many more (its events).
+    return storable_copy(document) if storable.problem(document) else document
 
 
 def _compare_runs_document(messages: list[Message], ids: dict[int, str]) -> list[dict[str, Any]]:
@@ -192,9 +193,10 @@ def _encoded(document: dict[str, Any]) -> Iterator[bytes]:
 
 def export_markdown(*, conversation: Conversation, messages: list[Message]) -> str:
     """The branch shown, as a readable Markdown document."""
-    document = conversation_document(conversation=conversation, messages=messages)
     lines = [f"# {conversation.title}", "", f"- Model: `{conversation.model}`"]
-    for name, value in document["parameters"].items():
+    # The parameters only: not conversation_document, which loads every call.
+    for name in PARAMETER_NAMES:
+        value = getattr(conversation, name)
         if value not in (None, [], {}):
             lines.append(f"- {name}: `{json.dumps(value)}`")
     lines.append(f"- Exported: {timezone.now():%Y-%m-%d %H:%M} UTC")

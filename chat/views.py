@@ -17,6 +17,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Func, IntegerField, TextField
+from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Cast, Length, Substr
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -769,7 +770,12 @@ def _to_share_list(share: Share) -> HttpResponse:
 @login_required
 @require_GET
 def share_list(request: HttpRequest) -> HttpResponse:
-    shares = list(sharing.shares_for(owner=request.user))
+    # Each snapshot holds its conversation's calls, megabytes each perhaps: the list
+    # needs only how many messages there are, which the database counts.
+    messages = JSONArrayLength(KeyTransform("messages", "snapshot"))
+    shares = list(
+        sharing.shares_for(owner=request.user).defer("snapshot").annotate(message_count=messages)
+    )
     for share in shares:
         share.settings_form = ShareSettingsForm(
             initial={

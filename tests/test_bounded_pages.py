@@ -180,3 +180,12 @@ def test_it_shows_the_events_before_one_too_large_to_read_for_the_page(alice_cli
     assert "3 server-sent events, as received" in page
     assert "Showing the first 1 of 3 events." in page
     assert "+1 ms" in page
+
+
+@pytest.mark.django_db
+def test_it_still_counts_a_shares_messages_on_the_share_list(alice_client, conversation, huge_call):
+    share_it(alice_client, conversation)
+
+    page = alice_client.get(reverse("share_list")).content.decode()
+
+    assert "· 2 messages" in page
