@@ -66,6 +66,7 @@ MAX_POSITIVE_INT = 2_147_483_647  # PositiveIntegerField on every database
 WRITE_BATCH_SECONDS = 0.2
 WRITE_PAUSE_SECONDS = 0.11
 PARENTS_PER_QUERY = 400  # two parameters each, within SQLite's 999
+EXPORT_PIECE_CHARS = 65_536  # what export_json hands the server at a time, about
 
 
 class ImportRejected(ValueError):
@@ -124,7 +125,8 @@ def conversation_document(
         ],
     }
     # Text stored before it was made storable (SQLite keeps a NUL) leaves as U+FFFD.
-    return storable_copy(document)
+    # Copied only then: the copy of a call of megabytes is that many more (its events).
+    return storable_copy(document) if storable.problem(document) else document
 
 
 def _compare_runs_document(messages: list[Message], ids: dict[int, str]) -> list[dict[str, Any]]:
@@ -170,17 +172,31 @@ def export_json(conversations: Iterable[Conversation]) -> Iterator[bytes]:
     opening, closing = head.rsplit("[]", 1)
     yield f"{opening}[\n".encode()
     for index, conversation in enumerate(conversations):
-        document = json.dumps(conversation_document(conversation=conversation), indent=2)
-        separator = ",\n" if index else ""
-        yield f"{separator}{document}".encode()
+        if index:
+            yield b",\n"
+        yield from _encoded(conversation_document(conversation=conversation))
     yield f"\n]{closing}\n".encode()
+
+
+def _encoded(document: dict[str, Any]) -> Iterator[bytes]:
+    """`document` as indented JSON, in pieces of about EXPORT_PIECE_CHARS: a call may hold
+    megabytes, and the whole text (then its bytes) would be two more copies of it."""
+    pieces, size = [], 0
+    for piece in json.JSONEncoder(indent=2).iterencode(document):
+        pieces.append(piece)
+        size += len(piece)
+        if size >= EXPORT_PIECE_CHARS:
+            yield "".join(pieces).encode()
+            pieces, size = [], 0
+    yield "".join(pieces).encode()
 
 
 def export_markdown(*, conversation: Conversation, messages: list[Message]) -> str:
     """The branch shown, as a readable Markdown document."""
-    document = conversation_document(conversation=conversation, messages=messages)
     lines = [f"# {conversation.title}", "", f"- Model: `{conversation.model}`"]
-    for name, value in document["parameters"].items():
+    # The parameters only: not conversation_document, which loads every call.
+    for name in PARAMETER_NAMES:
+        value = getattr(conversation, name)
         if value not in (None, [], {}):
             lines.append(f"- {name}: `{json.dumps(value)}`")
     lines.append(f"- Exported: {timezone.now():%Y-%m-%d %H:%M} UTC")

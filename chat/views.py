@@ -16,7 +16,10 @@ from django.core.exceptions import ValidationError
 from django.core.handlers.asgi import ASGIRequest
 from django.core.paginator import Paginator
 from django.db import connections
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.db.models import Func, IntegerField, TextField
+from django.db.models.fields.json import KeyTransform
+from django.db.models.functions import Cast, Length, Substr
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -34,6 +37,7 @@ from . import (
     client,
     database_thread,
     exports,
+    formatting,
     limits,
     markdown,
     raw_request,
@@ -543,8 +547,11 @@ def conversation_delete(request: HttpRequest, public_id: uuid.UUID) -> HttpRespo
 @login_required
 @require_GET
 def call_detail(request: HttpRequest, call_id: uuid.UUID) -> HttpResponse:
-    call = get_object_or_404(
-        ApiCall.objects.select_related("conversation", "message"),
+    call = _call_for_page(
+        # The page links the message; its text may be megabytes, like the call's.
+        ApiCall.objects.select_related("conversation", "message").defer(
+            "message__content", "message__reasoning"
+        ),
         public_id=call_id,
         conversation__owner=request.user,
     )
@@ -561,20 +568,85 @@ def call_detail(request: HttpRequest, call_id: uuid.UUID) -> HttpResponse:
 @require_GET
 def call_record(request: HttpRequest, call_id: uuid.UUID) -> HttpResponse:
     """One call's inspector record, fetched when an older reply's inspector is opened."""
-    call = get_object_or_404(ApiCall, public_id=call_id, conversation__owner=request.user)
+    call = _call_for_page(ApiCall.objects, public_id=call_id, conversation__owner=request.user)
     return render(request, "chat/_call_record.html", {"call": call})
 
 
 @login_required
 @require_GET
 def call_download(request: HttpRequest, call_id: uuid.UUID, part: str) -> HttpResponse:
-    call = get_object_or_404(ApiCall, public_id=call_id, conversation__owner=request.user)
-    body = call.request_body if part == "request" else call.response_body
+    field = "request_body" if part == "request" else "response_body"
+    call = get_object_or_404(
+        ApiCall.objects.only("public_id", "response_headers", field),
+        public_id=call_id,
+        conversation__owner=request.user,
+    )
+    body = getattr(call, field)
     content_type = "application/json" if part == "request" else _response_type(call)
     response = HttpResponse(body.encode(), content_type=f"{content_type}; charset=utf-8")
     extension = "txt" if content_type.startswith("text/event-stream") else "json"
     response["Content-Disposition"] = f'attachment; filename="{part}-{call.public_id}.{extension}"'
     return response
+
+
+# What _call_for_page loads of a large call: the first characters of each text (and
+# of the events' JSON, from which the first events are read), never the whole.
+PAGE_TEXT_FIELDS = ("request_body", "response_body", "assembled_response", "stream_events")
+
+
+def _call_for_page(queryset, **lookup) -> ApiCall:
+    """One call (or 404) for a page that shows it, each raw field loaded whole only when
+    it is small enough to be formatted (MAX_FORMAT_CHARS); a larger one only as far as
+    the page shows it (formatting.Head, formatting.EventsHead), since loading a reply of
+    megabytes costs the worker several times its size.
+    """
+    queryset = queryset.filter(**lookup)
+    call = queryset.defer(*PAGE_TEXT_FIELDS).first()
+    if call is None:
+        raise Http404("No such call.")
+    row = ApiCall.objects.filter(pk=call.pk)
+    # One field per query: the database holds each value it reads whole while the
+    # query runs (SQLite does so in this process), so one at a time.
+    for name in PAGE_TEXT_FIELDS:
+        text = Cast(name, TextField())
+        total = row.values_list(Length(text), flat=True).get() or 0
+        if total <= settings.MAX_FORMAT_CHARS:
+            setattr(call, name, row.values_list(name, flat=True).get())
+            continue
+        # JSON escapes make the events' text longer than their data: read a little more.
+        size = 2 * settings.MAX_SHOWN_CHARS + 4096
+        head = row.values_list(Substr(text, 1, size), flat=True).get()
+        if name == "stream_events":
+            count = row.values_list(JSONArrayLength(name), flat=True).get()
+            call.stream_events = formatting.EventsHead(_first_events(head), count)
+        else:
+            setattr(call, name, formatting.Head(head, total))
+    return call
+
+
+def _first_events(text: str) -> list[dict]:
+    """The events that are whole in the first part of the events' JSON text."""
+    decoder, events, index = json.JSONDecoder(), [], text.find("[") + 1
+    while index:
+        while index < len(text) and text[index] in ", \n\t\r":
+            index += 1
+        try:
+            event, index = decoder.raw_decode(text, index)
+        except ValueError:  # the first part ends inside this event
+            break
+        if isinstance(event, dict) and isinstance(event.get("data"), str):
+            events.append({"at_ms": event.get("at_ms") or 0, "data": event["data"]})
+    return events
+
+
+class JSONArrayLength(Func):
+    """How many items a JSON array column holds, counted by the database."""
+
+    function = "JSON_ARRAY_LENGTH"
+    output_field = IntegerField()
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return super().as_sql(compiler, connection, function="JSONB_ARRAY_LENGTH", **extra)
 
 
 def _response_type(call: ApiCall) -> str:
@@ -586,25 +658,35 @@ def _attach_calls(messages: list[Message], *, inline_last_only: bool = False) ->
     """Give each reply its calls (one query), for the inspector.
 
     With `inline_last_only`, only the last reply's call record is put in the
-    page; the others load when opened (a long conversation's raw bodies would
-    otherwise make the page hundreds of megabytes).
+    page, and only if its bodies are within what a page shows (MAX_SHOWN_CHARS);
+    the others load when opened (a long conversation's raw bodies, or one reply of
+    megabytes, would otherwise cost the worker many times their size to render).
     """
     calls_by_message = defaultdict(list)
     replies = [message for message in messages if message.role == Message.Role.ASSISTANT]
     last_reply = replies[-1] if replies else None
-    inline = [last_reply] if inline_last_only and last_reply else replies
-    lazy = [reply for reply in replies if reply not in inline]
-    # The raw bodies are loaded only for the records shown inline.
-    calls = [
-        *ApiCall.objects.filter(message__in=lazy).defer(*RAW_CALL_FIELDS),
-        *ApiCall.objects.filter(message__in=inline),
-    ]
+    if not inline_last_only:
+        calls = list(ApiCall.objects.filter(message__in=replies))
+        inline = set(replies)
+    else:
+        # The raw bodies are loaded only for the record shown inline, and its size is
+        # looked at first, so that a huge record is never loaded for this page.
+        others = [reply for reply in replies if reply is not last_reply]
+        last = ApiCall.objects.filter(message__in=[last_reply] if last_reply else [])
+        last = last.defer(*RAW_CALL_FIELDS)
+        last = last.annotate(raw_chars=Length("request_body") + Length("response_body"))
+        calls = [*ApiCall.objects.filter(message__in=others).defer(*RAW_CALL_FIELDS), *last]
+        shown = max(last, key=lambda call: (call.created, call.id), default=None)
+        inline = set()
+        if shown is not None and shown.raw_chars <= settings.MAX_SHOWN_CHARS:
+            calls[calls.index(shown)] = ApiCall.objects.get(pk=shown.pk)
+            inline = {last_reply}
     for call in sorted(calls, key=lambda call: (call.created, call.id)):
         calls_by_message[call.message_id].append(call)
     for message in messages:
         message.call_list = calls_by_message.get(message.id, [])
         message.last_call = message.call_list[-1] if message.call_list else None
-        message.lazy_record = inline_last_only and message is not last_reply
+        message.lazy_record = inline_last_only and message not in inline
 
 
 def render_conversation(
@@ -688,7 +770,12 @@ def _to_share_list(share: Share) -> HttpResponse:
 @login_required
 @require_GET
 def share_list(request: HttpRequest) -> HttpResponse:
-    shares = list(sharing.shares_for(owner=request.user))
+    # Each snapshot holds its conversation's calls, megabytes each perhaps: the list
+    # needs only how many messages there are, which the database counts.
+    messages = JSONArrayLength(KeyTransform("messages", "snapshot"))
+    shares = list(
+        sharing.shares_for(owner=request.user).defer("snapshot").annotate(message_count=messages)
+    )
     for share in shares:
         share.settings_form = ShareSettingsForm(
             initial={

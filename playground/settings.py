@@ -243,6 +243,12 @@ SIGNUPS_PER_IP_PER_HOUR = env.int("SIGNUPS_PER_IP_PER_HOUR", default=10)
 # Empty: the connection's own address. Only set it when a proxy always sets it.
 CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="")
 
+# --- Limits on the pages that show a call -------------------------------------
+# Characters of one stored body (or of a stream's events) that a page shows; past
+# it the first part and a note, the whole in the download and the export. A reply
+# may be UPSTREAM_MAX_REPLY_BYTES, and a page costs the worker many times its size.
+MAX_SHOWN_CHARS = env.int("MAX_SHOWN_CHARS", default=65_536)
+
 # --- Limits on formatting ----------------------------------------------------
 # Model output and stored records are formatted for reading only within these
 # bounds (chat/formatting.py, chat/markdown.py); past them the exact text is shown
