@@ -500,3 +500,15 @@ def test_a_send_while_the_database_is_locked_says_busy_and_keeps_the_text(
     assert response.context["form"]["content"].value() == "Keep this text"
     assert not Message.objects.exists()
     assert upstream.chat_requests() == []
+
+
+def test_a_urlconf_without_the_import_page_gets_the_general_limit(settings):
+    """bench/floor.py serves a URLconf of its own: looking the import page up must not fail."""
+    from playground import body_limits
+
+    body_limits._import_path.cache_clear()
+    settings.ROOT_URLCONF = "bench.floor_urls"
+    try:
+        assert body_limits.body_limit("/conversations/import/") == settings.MAX_REQUEST_BYTES
+    finally:
+        body_limits._import_path.cache_clear()
