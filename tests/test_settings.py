@@ -108,3 +108,11 @@ def test_the_status_command_never_prints_the_key():
 
     assert "https://api.aimlapi.com/v1 (with an API key)" in result.stdout
     assert "sk-very-secret-value" not in result.stdout + result.stderr
+
+
+def test_the_migrations_check_runs_without_any_settings():
+    """makemigrations is development's: it needs no SECRET_KEY (`manage.py check` still does)."""
+    result = manage("makemigrations", "--check", "--dry-run")
+
+    assert result.returncode == 0, result.stderr
+    assert "No changes detected" in result.stdout
