@@ -46,6 +46,13 @@ def ask(client: Client, conversation, spec: str) -> Message:
     return Message.objects.filter(role="assistant").latest("created")
 
 
+def ask_either_way(client: Client, conversation, spec: str, *, streamed: bool) -> Message:
+    """The reply under the fault `spec`, streamed or through the form path."""
+    if streamed:
+        return ask_streamed(client, conversation, spec)[0]
+    return ask(client, conversation, spec)
+
+
 def ask_streamed(client: Client, conversation, spec: str | None = None) -> tuple[Message, list]:
     """A streamed reply under the fault `spec`, read to its end; the reply and the events.
 
@@ -171,10 +178,7 @@ def test_a_gzipped_reply_within_the_limit_is_read_whole(alice_client, conversati
 def test_a_lone_surrogate_in_a_reply_is_stored_as_a_replacement_character(
     alice_client, conversation, streamed
 ):
-    if streamed:
-        reply, _ = ask_streamed(alice_client, conversation, "surrogate")
-    else:
-        reply = ask(alice_client, conversation, "surrogate")
+    reply = ask_either_way(alice_client, conversation, "surrogate", streamed=streamed)
 
     assert reply.status == Message.Status.COMPLETE
     assert reply.content.startswith("Before\ufffdafter.")
@@ -208,10 +212,7 @@ def test_a_stream_with_a_huge_cost_header_ends_complete(alice_client, conversati
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["reply", "stream"])
 def test_a_nan_cost_does_not_leave_the_reply_waiting(alice_client, conversation, streamed):
-    if streamed:
-        reply, _ = ask_streamed(alice_client, conversation, "nan_cost")
-    else:
-        reply = ask(alice_client, conversation, "nan_cost")
+    reply = ask_either_way(alice_client, conversation, "nan_cost", streamed=streamed)
 
     assert reply.status == Message.Status.COMPLETE
     assert reply.content.startswith("**Demo reply**")
@@ -234,10 +235,7 @@ def test_a_negative_cost_is_not_recorded(alice_client, conversation):
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["reply", "stream"])
 def test_huge_token_counts_do_not_leave_the_reply_waiting(alice_client, conversation, streamed):
-    if streamed:
-        reply, _ = ask_streamed(alice_client, conversation, "huge_tokens")
-    else:
-        reply = ask(alice_client, conversation, "huge_tokens")
+    reply = ask_either_way(alice_client, conversation, "huge_tokens", streamed=streamed)
 
     assert reply.status == Message.Status.COMPLETE
     call = last_call(reply)
@@ -298,10 +296,7 @@ def test_a_provider_error_message_of_any_shape_is_shown_bounded(
 def test_a_reply_with_nul_is_saved_with_a_replacement_character(
     alice_client, conversation, streamed
 ):
-    if streamed:
-        reply, _ = ask_streamed(alice_client, conversation, "nul")
-    else:
-        reply = ask(alice_client, conversation, "nul")
+    reply = ask_either_way(alice_client, conversation, "nul", streamed=streamed)
 
     reply.refresh_from_db()
     assert reply.status == Message.Status.COMPLETE
