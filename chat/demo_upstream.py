@@ -1575,7 +1575,7 @@ def _loads(body: bytes) -> Any:
     """The decoded body, or NOT_JSON (``null`` is valid JSON, so None cannot mark failure)."""
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # too deep for the parser is not JSON we can read
         return NOT_JSON
 
 
