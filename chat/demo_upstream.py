@@ -43,6 +43,41 @@ id contains "thinker" or "r1".
 Timing: a stream waits ``first_token_delay`` before its first chunk and ``chunk_delay``
 between chunks; a non-streamed reply waits ``first_token_delay`` before answering.
 
+Reply shapes
+------------
+The body picks the shape of the reply, as with the full chat completions API; plain string
+content, or a list of text parts, is answered as before. A refusal wins over tool calls; tool
+results and attachments add lines at the start of a text reply:
+
+``[refuse]`` in the last user message's text
+    A refusal: ``content`` null, ``refusal`` "I can't help with that. (demo refusal)",
+    ``finish_reason: "stop"``; streamed as ``{"refusal": "..."}`` deltas.
+``tools`` (OpenAI's ``{"type": "function", "function": {...}}`` or Anthropic's ``{"name",
+"input_schema"}``), ``tool_choice`` not "none", and the conversation not ending with tool results
+    Tool calls instead of text, ``finish_reason: "tool_calls"``: one call to the first tool, or
+    to the tool ``tool_choice`` names (an unknown name is a 400); the first two tools when there
+    are two or more and ``parallel_tool_calls`` is not false. Arguments are built from the
+    parameters schema: each listed or required property gets its ``enum``'s first value, else
+    "demo", 1, true, {} or [] by type. Ids are ``call_<random>``. Streamed as OpenAI does: a
+    first delta per call (index, id, type, name, ``arguments: ""``), then its arguments in
+    three or more pieces, two calls' pieces taking turns.
+the conversation ends with tool results
+    (Trailing ``tool`` messages, or ``tool_result`` blocks in the last user message.) The text
+    reply starts with one line per result: ``Tool result for <tool_call_id>: <content>``.
+attachments in the last user message
+    The text reply starts with ``Received N attachments: <facts>; <facts>``, where the facts
+    are the media type, a file part's filename, the decoded size, the pixel size of a PNG,
+    JPEG, GIF or WebP, a PDF's page count, and ``sha256 <first 12 hex>`` (OpenAI ``image_url``
+    and ``file`` parts, Anthropic ``image`` and ``document`` blocks). Remote URLs are not
+    fetched; a malformed data URL or bad base64 is said to be one (chat/demo_attachments.py).
+
+Independent of the shape: ``n`` (2 to 8, more counts as 8) returns that many choices, texts
+starting "Choice 1: ", "Choice 2: "...; streamed, their chunks take turns, one choice per chunk,
+each choice ending with its own ``finish_reason`` chunk (usage on the last). ``logprobs: true``
+adds ``logprobs: {"content": [...], "refusal": null}`` (one entry per word token, with
+``top_logprobs`` alternatives, 0 to 20); streamed, each text delta carries the entries of its
+tokens. The values are deterministic, mostly near 0 with some between -2 and -5.
+
 Fault injection
 ---------------
 A fault spec is a comma-separated list of ``key`` or ``key=value`` items, taken from the first
@@ -145,6 +180,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import socket
 import socketserver
@@ -160,9 +196,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
+
+from chat.demo_attachments import attachment_sentence
 
 __all__ = ["DemoUpstream", "FaultSpec", "FaultSpecError", "RecordedRequest", "parse_fault_spec"]
 
@@ -351,14 +390,31 @@ def parse_fault_spec(text: str) -> FaultSpec:
 
 
 @dataclass(frozen=True)
-class Reply:
-    """What the demo "model" answers, before it is put on the wire."""
+class ToolCall:
+    """One function call the demo "model" asks for."""
 
-    model: str
-    content: str
+    id: str
+    name: str
+    arguments: str  # JSON text, as the wire carries it
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of a reply's choices: text, a refusal (content None), or tool calls (content None)."""
+
+    index: int
+    content: str | None
     reasoning: str | None
     finish_reason: str
-    prompt_tokens: int
+    refusal: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
     @property
     def reasoning_tokens(self) -> int:
@@ -366,7 +422,41 @@ class Reply:
 
     @property
     def completion_tokens(self) -> int:
-        return count_words(self.content) + self.reasoning_tokens
+        calls = sum(1 + count_words(call.arguments) for call in self.tool_calls)
+        written = count_words(self.content or "") + count_words(self.refusal or "")
+        return written + calls + self.reasoning_tokens
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the demo "model" answers, before it is put on the wire."""
+
+    model: str
+    choices: tuple[Choice, ...]
+    prompt_tokens: int
+    # The top_logprobs count when logprobs were asked for, None when they were not.
+    top_logprobs: int | None = None
+
+    # The first choice's, which is the only one unless the body asked for `n`.
+    @property
+    def content(self) -> str | None:
+        return self.choices[0].content
+
+    @property
+    def reasoning(self) -> str | None:
+        return self.choices[0].reasoning
+
+    @property
+    def finish_reason(self) -> str:
+        return self.choices[0].finish_reason
+
+    @property
+    def reasoning_tokens(self) -> int:
+        return sum(choice.reasoning_tokens for choice in self.choices)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(choice.completion_tokens for choice in self.choices)
 
     @property
     def total_tokens(self) -> int:
@@ -490,7 +580,8 @@ def render_content(payload: dict[str, Any]) -> str:
     """The full Markdown reply, before any max_tokens / stop cut."""
     model = str(payload.get("model", ""))
     user_text = last_user_text(payload)
-    lines = [f"**Demo reply** from `{model}`. You wrote:", ""]
+    lines = [*_tool_result_lines(payload), *_attachment_lines(payload)]
+    lines += [f"**Demo reply** from `{model}`. You wrote:", ""]
     lines += _blockquote(user_text)
     lines += ["", *_parameter_lines(payload)]
     system = system_prompt(payload)
@@ -550,17 +641,198 @@ def _max_tokens(payload: dict[str, Any]) -> int | None:
 
 
 def build_reply(payload: dict[str, Any]) -> Reply:
-    """The deterministic answer to a validated chat-completions body."""
+    """The deterministic answer to a validated chat-completions body (tool call ids aside)."""
     model = str(payload["model"])
-    content, stopped = _cut_at_stop(render_content(payload), _stop_strings(payload))
+    count = choice_count(payload)
+    reasoning = render_reasoning(payload) if wants_reasoning(payload) else None
+    calls = tools_to_call(payload)
+    refuse = wants_refusal(payload)
+    # Rendered once: describing attachments hashes every file the message carried.
+    text = "" if refuse or calls else render_content(payload)
+    choices = []
+    for index in range(count):
+        if refuse:
+            choice = Choice(index, None, reasoning, "stop", refusal=REFUSAL)
+        elif calls:
+            tool_calls = tuple(ToolCall(new_call_id(), name, args) for name, args in calls)
+            choice = Choice(index, None, reasoning, "tool_calls", tool_calls=tool_calls)
+        else:
+            numbered = f"Choice {index + 1}: {text}" if count > 1 else text
+            choice = _text_choice(payload, index, numbered, reasoning)
+        choices.append(choice)
+    prompt_tokens = sum(count_words(text_of(m.get("content"))) for m in _messages(payload))
+    return Reply(model, tuple(choices), prompt_tokens, requested_top_logprobs(payload))
+
+
+def _text_choice(payload: dict[str, Any], index: int, text: str, reasoning: str | None) -> Choice:
+    model = str(payload["model"])
+    content, stopped = _cut_at_stop(text, _stop_strings(payload))
     finish_reason = "stop" if stopped else "end_turn" if "claude" in model.lower() else "stop"
     limit = _max_tokens(payload)
     if limit is not None and count_words(content) > limit:
         content = "".join(word_pieces(content)[:limit]).rstrip()
         finish_reason = "length"
-    prompt_tokens = sum(count_words(text_of(m.get("content"))) for m in _messages(payload))
-    reasoning = render_reasoning(payload) if wants_reasoning(payload) else None
-    return Reply(model, content, reasoning, finish_reason, prompt_tokens)
+    return Choice(index, content, reasoning, finish_reason)
+
+
+# --------------------------------------------------------------------------- request shapes
+# What in a body changes the reply's shape (the module docstring lists the triggers).
+
+REFUSAL_TRIGGER = "[refuse]"
+REFUSAL = "I can't help with that. (demo refusal)"
+# The app's default MAX_CHOICES: the demo never writes more choices than the app may ask for.
+MAX_CHOICES = 8
+MAX_TOP_LOGPROBS = 20
+TOOL_RESULT_LIMIT = 200
+
+
+def choice_count(payload: dict[str, Any]) -> int:
+    n = payload.get("n")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        return 1
+    return min(n, MAX_CHOICES)
+
+
+def requested_top_logprobs(payload: dict[str, Any]) -> int | None:
+    """How many alternatives each token lists, or None when logprobs were not asked for."""
+    if payload.get("logprobs") is not True:
+        return None
+    top = payload.get("top_logprobs")
+    if isinstance(top, bool) or not isinstance(top, int):
+        return 0
+    return max(0, min(top, MAX_TOP_LOGPROBS))
+
+
+def wants_refusal(payload: dict[str, Any]) -> bool:
+    return REFUSAL_TRIGGER in (last_user_text(payload) or "")
+
+
+def tool_definitions(payload: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(name, parameters schema) for each usable tool: OpenAI's ``{"type": "function",
+    "function": {...}}`` or Anthropic's ``{"name", "input_schema"}``; others are skipped."""
+    tools = payload.get("tools")
+    found: list[tuple[str, Any]] = []
+    for tool in tools if isinstance(tools, list) else []:
+        if not isinstance(tool, dict):
+            continue
+        if isinstance(tool.get("function"), dict):
+            function = tool["function"]
+            name, schema = function.get("name"), function.get("parameters")
+        elif "input_schema" in tool:
+            name, schema = tool.get("name"), tool["input_schema"]
+        else:
+            continue
+        if isinstance(name, str) and name:
+            found.append((name, schema))
+    return found
+
+
+def forced_tool_name(payload: dict[str, Any]) -> str | None:
+    """The tool `tool_choice` names (OpenAI's or Anthropic's shape), if it names one."""
+    choice = payload.get("tool_choice")
+    if not isinstance(choice, dict):
+        return None
+    function = choice.get("function")
+    name = function.get("name") if isinstance(function, dict) else None
+    if name is None and choice.get("type") == "tool":
+        name = choice.get("name")
+    return name if isinstance(name, str) else None
+
+
+def _tool_choice_is_none(payload: dict[str, Any]) -> bool:
+    choice = payload.get("tool_choice")
+    return choice == "none" or (isinstance(choice, dict) and choice.get("type") == "none")
+
+
+def _parallel_calls(payload: dict[str, Any]) -> bool:
+    choice = payload.get("tool_choice")
+    anthropic_off = isinstance(choice, dict) and choice.get("disable_parallel_tool_use") is True
+    return payload.get("parallel_tool_calls") is not False and not anthropic_off
+
+
+def tools_to_call(payload: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, arguments JSON) of the calls to answer with; [] to answer with text."""
+    tools = tool_definitions(payload)
+    if not tools or _tool_choice_is_none(payload) or tool_results(payload):
+        return []
+    forced = forced_tool_name(payload)
+    if forced is not None:
+        chosen = [tool for tool in tools if tool[0] == forced][:1]
+    else:
+        chosen = tools[:2] if _parallel_calls(payload) else tools[:1]
+    return [(name, json.dumps(sample_arguments(schema))) for name, schema in chosen]
+
+
+def sample_arguments(schema: Any) -> dict[str, Any]:
+    """An arguments object for a parameters schema: every listed or required property."""
+    if not isinstance(schema, dict):
+        return {}
+    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    required = schema.get("required") if isinstance(schema.get("required"), list) else []
+    names = [*properties, *(n for n in required if isinstance(n, str) and n not in properties)]
+    return {name: _sample_value(properties.get(name)) for name in names}
+
+
+_SAMPLES: dict[str, Any] = {
+    "string": "demo",
+    "number": 1,
+    "integer": 1,
+    "boolean": True,
+    "object": {},
+    "array": [],
+    "null": None,
+}
+
+
+def _sample_value(schema: Any) -> Any:
+    if not isinstance(schema, dict):
+        return "demo"
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    return _SAMPLES.get(kind, "demo") if isinstance(kind, str) else "demo"
+
+
+def new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def tool_results(payload: dict[str, Any]) -> list[tuple[str, str]]:
+    """(call id, result text) when the conversation ends with tool results: the trailing
+    ``tool`` messages (OpenAI) or the ``tool_result`` blocks of a last user message
+    (Anthropic); [] when it does not."""
+    messages = _messages(payload)
+    results: list[tuple[str, str]] = []
+    while messages and messages[-1].get("role") == "tool":
+        message = messages.pop()
+        results.insert(0, (message.get("tool_call_id"), text_of(message.get("content"))))
+    if not results and messages and messages[-1].get("role") == "user":
+        content = messages[-1].get("content")
+        blocks = content if isinstance(content, list) else []
+        for block in blocks:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                inner = block.get("content")
+                results.append((block.get("tool_use_id"), text_of(inner)))
+    return [(call_id if isinstance(call_id, str) else "(no id)", text) for call_id, text in results]
+
+
+def _tool_result_lines(payload: dict[str, Any]) -> list[str]:
+    results = tool_results(payload)
+    lines = [
+        f"Tool result for {call_id}: {_shorten(' '.join(text.split()), TOOL_RESULT_LIMIT)}"
+        for call_id, text in results
+    ]
+    return [*lines, ""] if lines else []
+
+
+def _attachment_lines(payload: dict[str, Any]) -> list[str]:
+    users = [m for m in _messages(payload) if m.get("role") == "user"]
+    sentence = attachment_sentence(users[-1].get("content")) if users else None
+    return [sentence, ""] if sentence else []
 
 
 def validate_chat_body(payload: Any) -> str | None:
@@ -580,6 +852,10 @@ def validate_chat_body(payload: Any) -> str | None:
         return 'Body validation error! "max_tokens" must be a positive integer.'
     if "demo_fault" in payload and not isinstance(payload["demo_fault"], str):
         return 'Body validation error! "demo_fault" must be a string.'
+    forced = forced_tool_name(payload)
+    tools = tool_definitions(payload)
+    if forced is not None and tools and forced not in {name for name, _ in tools}:
+        return f'Body validation error! "tool_choice" names {forced!r}, which is not in "tools".'
     return None
 
 
@@ -589,25 +865,41 @@ def validate_chat_body(payload: Any) -> str | None:
 def completion_json(
     reply: Reply, completion_id: str, created: int, *, empty: bool, meta: bool = True
 ) -> dict:
-    message: dict[str, Any] = {"role": "assistant", "content": reply.content}
-    if reply.reasoning is not None:
-        message["reasoning_content"] = reply.reasoning
-    message["refusal"] = None
-    choice = {
-        "index": 0,
-        "message": message,
-        "finish_reason": reply.finish_reason,
-        "logprobs": None,
-    }
+    choices = [choice_json(choice, reply.top_logprobs) for choice in reply.choices]
     return {
         "id": completion_id,
         "object": "chat.completion",
         "created": created,
         "model": reply.model,
-        "choices": [] if empty else [choice],
+        "choices": [] if empty else choices,
         "usage": reply.usage(),
         **({"meta": reply.meta()} if meta else {}),
     }
+
+
+def choice_json(choice: Choice, top_logprobs: int | None) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": choice.content}
+    if choice.tool_calls:
+        message["tool_calls"] = [call.as_json() for call in choice.tool_calls]
+    if choice.reasoning is not None:
+        message["reasoning_content"] = choice.reasoning
+    message["refusal"] = choice.refusal
+    logprobs = None
+    if top_logprobs is not None:
+        logprobs = {
+            "content": _logprobs_of(choice.content, top_logprobs),
+            "refusal": _logprobs_of(choice.refusal, top_logprobs),
+        }
+    return {
+        "index": choice.index,
+        "message": message,
+        "finish_reason": choice.finish_reason,
+        "logprobs": logprobs,
+    }
+
+
+def _logprobs_of(text: str | None, top: int) -> list[dict[str, Any]] | None:
+    return None if text is None else token_logprobs(text, top)
 
 
 def chunk_json(reply: Reply, completion_id: str, created: int, choices: list, **extra: Any) -> dict:
@@ -622,8 +914,131 @@ def chunk_json(reply: Reply, completion_id: str, created: int, choices: list, **
     return chunk
 
 
-def delta_choice(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-    return {"index": 0, "delta": delta, "finish_reason": finish_reason}
+def delta_choice(
+    delta: dict[str, Any],
+    finish_reason: str | None = None,
+    *,
+    index: int = 0,
+    logprobs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    choice = {"index": index, "delta": delta, "finish_reason": finish_reason}
+    if logprobs is not None:
+        choice["logprobs"] = logprobs
+    return choice
+
+
+def opening_delta(choice: Choice) -> dict[str, Any]:
+    """A choice's first delta: the role, and the first tool call's name and id."""
+    if choice.tool_calls:
+        return {"role": "assistant", "content": None, "tool_calls": [_call_head(choice, 0)]}
+    if choice.refusal is not None:
+        return {"role": "assistant", "content": None, "refusal": ""}
+    return {"role": "assistant", "content": ""}
+
+
+def _call_head(choice: Choice, position: int) -> dict[str, Any]:
+    call = choice.tool_calls[position]
+    return {
+        "index": position,
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": ""},
+    }
+
+
+def reasoning_deltas(choice: Choice, size: int) -> list[dict[str, Any]]:
+    pieces = group_pieces(word_pieces(choice.reasoning or ""), size)
+    return [delta_choice({"reasoning_content": piece}, index=choice.index) for piece in pieces]
+
+
+def body_deltas(choice: Choice, size: int, top_logprobs: int | None) -> list[dict[str, Any]]:
+    """A choice's deltas after its opening: text or refusal words (with their logprobs when
+    asked for), or each tool call's arguments in pieces, the calls' pieces interleaved."""
+    if choice.tool_calls:
+        heads = [
+            delta_choice({"tool_calls": [_call_head(choice, position)]}, index=choice.index)
+            for position in range(1, len(choice.tool_calls))
+        ]
+        pieces = [
+            [
+                delta_choice(
+                    {"tool_calls": [{"index": position, "function": {"arguments": piece}}]},
+                    index=choice.index,
+                )
+                for piece in argument_pieces(call.arguments)
+            ]
+            for position, call in enumerate(choice.tool_calls)
+        ]
+        return heads + interleaved(pieces)
+    key, text = (
+        ("refusal", choice.refusal) if choice.refusal is not None else ("content", choice.content)
+    )
+    words = word_pieces(text or "")
+    entries = token_logprobs(text or "", top_logprobs) if top_logprobs is not None else None
+    deltas = []
+    for start in range(0, len(words), size):
+        logprobs = None
+        if entries is not None:
+            logprobs = {"content": None, "refusal": None, key: entries[start : start + size]}
+        piece = "".join(words[start : start + size])
+        deltas.append(delta_choice({key: piece}, index=choice.index, logprobs=logprobs))
+    return deltas
+
+
+def argument_pieces(arguments: str) -> list[str]:
+    """The arguments text in at least three pieces (when it has three characters), as a
+    model streams them: a client must join them per call before parsing."""
+    size = max(1, min(8, len(arguments) // 3))
+    return [arguments[i : i + size] for i in range(0, len(arguments), size)]
+
+
+_GAP = object()
+
+
+def interleaved(lists: list[list[Any]]) -> list[Any]:
+    """Round robin: the first item of each list, then the second of each, and so on."""
+    return [item for row in zip_longest(*lists, fillvalue=_GAP) for item in row if item is not _GAP]
+
+
+# --------------------------------------------------------------------------- logprobs
+# Deterministic per token and position, and varied on purpose: most tokens near 0 (sure),
+# about one in three between -2 and -5 (unsure), so a view shading by probability shows
+# differences. The alternatives share what probability the chosen token leaves.
+
+ALTERNATIVE_TOKENS = (
+    "the", " a", " and", "of", " to", " is", " in", " it", "that", " for",
+    " on", " with", " as", " this", " be", " at", " by", " or", " from", " not",
+    " an",
+)  # fmt: skip
+
+
+def token_logprobs(text: str, top: int) -> list[dict[str, Any]]:
+    """One logprobs entry per demo token (word) of `text`, with `top` alternatives each."""
+    return [
+        _logprob_entry(piece, position, top) for position, piece in enumerate(word_pieces(text))
+    ]
+
+
+def _logprob_entry(token: str, position: int, top: int) -> dict[str, Any]:
+    digest = hashlib.sha256(f"{position}:{token}".encode("utf-8", "surrogatepass")).digest()
+    draw = int.from_bytes(digest[:4], "big") / 2**32
+    logprob = -(0.0001 + 0.3 * draw**3) if draw < 0.66 else -(2 + 3 * (draw - 0.66) / 0.34)
+    left = 1 - math.exp(logprob)
+    others = [word for word in ALTERNATIVE_TOKENS if word != token]
+    start = digest[4] % len(others)
+    candidates = [(token, logprob)] + [
+        (others[(start + rank) % len(others)], math.log(left * 0.5 ** (rank + 1)))
+        for rank in range(max(0, top - 1))
+    ]
+    ranked = sorted(candidates, key=lambda candidate: -candidate[1])
+    return {
+        **_token_json(token, logprob),
+        "top_logprobs": [_token_json(word, value) for word, value in ranked[:top]],
+    }
+
+
+def _token_json(token: str, logprob: float) -> dict[str, Any]:
+    return {"token": token, "logprob": round(logprob, 6), "bytes": list(wire(token))}
 
 
 def sse(data: dict[str, Any] | str) -> bytes:
@@ -1412,20 +1827,25 @@ class ChatExchange:
         if fault.gzip_bomb is not None:
             self._stream_gzip_bomb(reply, fault.gzip_bomb)
             return
-        self._emit(self._chunk(reply, [delta_choice({"role": "assistant", "content": ""})]), pace)
+        # One choice per chunk; with `n`, the choices' chunks take turns.
+        for choice in reply.choices:
+            self._emit(
+                self._chunk(reply, [delta_choice(opening_delta(choice), index=choice.index)]), pace
+            )
         if fault.endless:
             while not self.upstream._stopping.is_set():
                 self._emit(self._chunk(reply, [delta_choice({"content": "and on "})]), pace)
             return
         size = self.upstream.words_per_chunk
-        for piece in group_pieces(word_pieces(reply.reasoning or ""), size):
-            self._emit(self._chunk(reply, [delta_choice({"reasoning_content": piece})]), pace)
-        contents = group_pieces(word_pieces(reply.content), size)
+        for piece in interleaved([reasoning_deltas(choice, size) for choice in reply.choices]):
+            self._emit(self._chunk(reply, [piece]), pace)
+        # The faults' "content chunks": text, refusal or tool-call argument deltas.
+        contents = interleaved(
+            [body_deltas(choice, size, reply.top_logprobs) for choice in reply.choices]
+        )
         for sent in range(len(contents) + 1):
             if sent:
-                self._emit(
-                    self._chunk(reply, [delta_choice({"content": contents[sent - 1]})]), pace
-                )
+                self._emit(self._chunk(reply, [contents[sent - 1]]), pace)
             if sent == 1 and fault.malformed:
                 self._write(MALFORMED_EVENT)
             if sent == 1 and fault.huge_line is not None:
@@ -1479,7 +1899,11 @@ class ChatExchange:
     def _finish_stream(self, reply: Reply, fault: FaultSpec, pace: float) -> None:
         options = self.payload.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        finish = [delta_choice({}, reply.finish_reason)]
+        finishes = [delta_choice({}, c.finish_reason, index=c.index) for c in reply.choices]
+        for other in finishes[:-1]:
+            self._emit(self._chunk(reply, [other]), pace)
+        # Usage (and the cost) ride on the last choice's finish, as with a single choice.
+        finish = finishes[-1:]
         meta = {} if fault.no_cost else {"meta": reply.meta()}
         if include_usage:
             self._emit(self._chunk(reply, finish, usage=reply.usage()), pace)
@@ -1519,8 +1943,12 @@ class ChatExchange:
 
 
 def _with_fault_text(reply: Reply, fault: FaultSpec, *, streamed: bool) -> Reply:
-    """The reply with the text the fault spec asks for."""
-    content = reply.content
+    """The reply with the text the fault spec asks for (in its first choice; a refusal or
+    tool calls have no text, and are left as they are)."""
+    first = reply.choices[0]
+    if first.content is None:
+        return reply
+    content = first.content
     if fault.deep_text is not None:
         content = deep_json(fault.deep_text)
     if fault.slow_lexer is not None:
@@ -1531,7 +1959,7 @@ def _with_fault_text(reply: Reply, fault: FaultSpec, *, streamed: bool) -> Reply
         content = f"Before\x00after. {content}"
     if fault.surrogate:
         content = f"Before\ud800after. {content}"
-    return replace(reply, content=content)
+    return replace(reply, choices=(replace(first, content=content), *reply.choices[1:]))
 
 
 def _with_fault_accounting(data: dict[str, Any], fault: FaultSpec) -> dict[str, Any]:
