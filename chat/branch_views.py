@@ -13,13 +13,14 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
-from . import branches
-from .forms import ChatForm, EditForm, ParametersForm, RegenerateForm
+from . import branches, presenters, services
+from .forms import ChatForm, EditForm, ParametersForm, RegenerateForm, ToolResultsForm
 from .models import Conversation, Message
 from .views import (
     _owned_conversation,
     edit_form_id,
     message_url,
+    new_messages,
     panel_form,
     redirect_to_reply,
     render_conversation,
@@ -121,8 +122,8 @@ def message_edit_stream(
 ) -> HttpResponse:
     conversation, original = _owned_message(request, public_id, message_id)
     form = EditForm(request.POST)
-    if not form.is_valid():
-        return HttpResponse(status=400)
+    if not form.is_valid() or original.role == Message.Role.ASSISTANT:
+        return HttpResponse(status=400)  # an edited assistant message asks nothing: form path
     try:
         reply, created = branches.message_edit_start(
             conversation=conversation,
@@ -158,3 +159,58 @@ def branch_delete(
     except ValidationError:
         return redirect(message_url(conversation, message))  # the page shows it still generating
     return redirect(conversation)
+
+
+@login_required
+@require_POST
+def tool_results_send(
+    request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUID
+) -> HttpResponse:
+    """Continue after a reply's tool calls with the results the user wrote."""
+    conversation, reply = _owned_message(request, public_id, message_id)
+    form = ToolResultsForm(request.POST, cards=presenters.tool_cards_of(reply))
+    if form.is_valid():
+        try:
+            new_reply, created = services.tool_results_start(
+                conversation=conversation,
+                reply=reply,
+                results=form.results(),
+                key=form.cleaned_data["idempotency_key"],
+            )
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            if created:
+                services.reply_generate(reply=new_reply)
+            return redirect_to_reply(request, conversation, new_reply)
+    chat_form = ChatForm(
+        initial={**ParametersForm.initial_for(conversation), "idempotency_key": uuid.uuid4().hex}
+    )
+    return render_conversation(
+        request, conversation, chat_form, tool_results_form=form, edit_target=reply, status=400
+    )
+
+
+@login_required
+@require_POST
+def tool_results_stream(
+    request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUID
+) -> HttpResponse:
+    conversation, reply = _owned_message(request, public_id, message_id)
+    form = ToolResultsForm(request.POST, cards=presenters.tool_cards_of(reply))
+    if not form.is_valid():
+        return HttpResponse(status=400)
+    try:
+        new_reply, created = services.tool_results_start(
+            conversation=conversation,
+            reply=reply,
+            results=form.results(),
+            key=form.cleaned_data["idempotency_key"],
+        )
+    except ValidationError:
+        return HttpResponse(status=400)
+    if not created:
+        return HttpResponse(status=409)
+    return reply_event_stream(
+        request, conversation, new_reply, new=new_messages(conversation, new_reply, reply.pk)
+    )

@@ -181,32 +181,49 @@ def _regenerated_for_key(conversation: Conversation, idempotency_key: str) -> Me
 def message_edit(
     *, conversation: Conversation, original: Message, content: str, idempotency_key: str
 ) -> Message:
-    """Resend an edited user message as a new branch (the form path); returns the reply."""
-    reply, created = message_edit_start(
+    """Edit a message as a new branch (the form path); returns the reply, or the edited
+    copy when nothing is asked of the model (an assistant message)."""
+    message, created = message_edit_start(
         conversation=conversation,
         original=original,
         content=content,
         idempotency_key=idempotency_key,
     )
-    if created:
-        services.reply_generate(reply=reply)
-    return reply
+    if created and message.status == Message.Status.PENDING:
+        services.reply_generate(reply=message)
+    return message
 
 
 def message_edit_start(
     *, conversation: Conversation, original: Message, content: str, idempotency_key: str
 ) -> tuple[Message, bool]:
-    """A sibling of `original` with the new text, and its pending reply.
+    """A sibling of `original` with the new text; its pending reply unless it is an
+    assistant message (what the model should have said: the user goes on from it).
 
-    The original and everything after it stay, one branch control away. The reply
-    uses the conversation's saved parameters.
+    Any message can be edited, a generated reply too. The original and everything
+    after it stay, one branch control away. Files, tool calls and the tool-call id
+    are kept; the text replaces the text. The reply uses the saved parameters.
     """
-    if original.role != Message.Role.USER:
-        raise ValidationError("Only your own messages can be edited.")
+    if original.status == Message.Status.PENDING:
+        raise ValidationError("A reply that is still being generated cannot be edited.")
+    parts = None
+    if original.parts is not None:
+        kept = [part for part in original.parts if not (isinstance(part, dict) and "text" in part)]
+        parts = ([{"type": "text", "text": content}] if content else []) + kept
+    draft = services.Draft(
+        content=content,
+        role=original.role,
+        parts=parts,
+        attachments=tuple(original.attachments.all()) if parts is not None else (),
+        tool_calls=original.tool_calls,
+        tool_call_id=original.tool_call_id,
+        extra=original.extra,
+    )
     return services.exchange_start(
         conversation=conversation,
         parent_id=original.parent_id,
-        content=content,
+        drafts=[draft],
         idempotency_key=idempotency_key,
         parameters=None,
+        generate=original.role != Message.Role.ASSISTANT,
     )

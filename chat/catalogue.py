@@ -212,6 +212,9 @@ class ModelSchema:
     properties: dict[str, Any]
     required: list[str] = field(default_factory=list)
     model_ids: list[str] = field(default_factory=list)  # the document's own model enum
+    # The roles and content-part types its `messages` names (empty: not said).
+    roles: list[str] = field(default_factory=list)
+    part_types: list[str] = field(default_factory=list)
     source: str = "upstream"  # "upstream" (its docsJson) or "bundled" (chat/schemas/)
     problems: list[str] = field(default_factory=list)  # what could not be read, left out
 
@@ -364,6 +367,7 @@ def request_schema(document: Any) -> dict[str, Any] | None:
             {k: v for k, v in body["properties"].items() if k != "messages"}, "", depth=1
         )
         model = properties.pop("model", {})
+        roles, part_types = _message_shape(reader, body["properties"].get("messages"))
         required = body.get("required")
         if required is not None and not isinstance(required, list):
             reader.problem("required (not a list)")
@@ -372,9 +376,51 @@ def request_schema(document: Any) -> dict[str, Any] | None:
             "properties": properties,
             "required": [n for n in required or [] if isinstance(n, str) and n in properties],
             "model_ids": [v for v in model.get("enum", []) if isinstance(v, str)],
+            "roles": roles,
+            "part_types": part_types,
             "problems": reader.problems,
         }
     return None
+
+
+MAX_SHAPE_NODES = 4000
+MAX_NAME_CHARS = 40
+
+
+def _message_shape(reader: "SchemaReader", messages: Any) -> tuple[list[str], list[str]]:
+    """The roles and content-part types the `messages` schema names (its `role` and
+    `type` enums), for sending each message in the shape the model expects.
+
+    A bounded walk (MAX_SHAPE_NODES, $refs followed by the reader's rules): the
+    schema is untrusted, and only these two lists of short names are kept.
+    """
+    roles: list[str] = []
+    part_types: list[str] = []
+    stack, seen = [(messages, 0)], 0
+    while stack and seen < MAX_SHAPE_NODES:
+        node, depth = stack.pop()
+        seen += 1
+        node = reader.follow(node, "messages")
+        if isinstance(node, list):
+            stack.extend((item, depth + 1) for item in node[:64] if depth < MAX_SCHEMA_DEPTH)
+            continue
+        if not isinstance(node, dict) or depth > MAX_SCHEMA_DEPTH:
+            continue
+        properties = node.get("properties")
+        if isinstance(properties, dict):
+            for key, found in (("role", roles), ("type", part_types)):
+                spec = reader.follow(properties.get(key), "messages")
+                enum = spec.get("enum") if isinstance(spec, dict) else None
+                for value in enum if isinstance(enum, list) else []:
+                    fits = isinstance(value, str) and len(value) <= MAX_NAME_CHARS
+                    if fits and value not in found and len(found) < 64:
+                        found.append(value)
+        stack.extend(
+            (value, depth + 1)
+            for key, value in list(node.items())[:64]
+            if key not in ("description", "enum", "example", "examples", "default")
+        )
+    return roles, part_types
 
 
 def _dig(node: Any, *keys: str) -> Any:

@@ -273,12 +273,15 @@ def encode_body(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def prepare_chat(payload: dict[str, Any]) -> PreparedCall:
-    accept = "text/event-stream" if payload.get("stream") else "application/json"
+def prepare_chat(payload: dict[str, Any], *, body: bytes | None = None) -> PreparedCall:
+    """The request for `payload`, sent as `body` when given (the exact bytes: a raw
+    body as typed, or one with its attachments put in), else as encode_body's."""
+    accept = "text/event-stream" if payload.get("stream") is True else "application/json"
     headers = {"Content-Type": "application/json", "Accept": accept}
     if settings.UPSTREAM_API_KEY:
         headers["Authorization"] = f"Bearer {settings.UPSTREAM_API_KEY}"
-    request = requests.Request("POST", chat_url(), headers=headers, data=encode_body(payload))
+    data = encode_body(payload) if body is None else body
+    request = requests.Request("POST", chat_url(), headers=headers, data=data)
     return PreparedCall(_prepare(request))
 
 

@@ -83,6 +83,7 @@ def _run_create(
         parent=conversation.current_leaf,
         role=Message.Role.USER,
         content=content,
+        written=True,
         idempotency_key=idempotency_key,
     )
     run = CompareRun.objects.create(conversation=conversation, prompt=prompt)

@@ -10,7 +10,7 @@ from django.contrib.auth.forms import UserCreationForm
 from django.core.validators import MinValueValidator
 from django.template.defaultfilters import filesizeformat
 
-from . import catalogue, limits, raw_request, schema_form
+from . import attachments, catalogue, limits, raw_request, schema_form, wire
 from .models import CompareColumn, Conversation
 
 _RESOLVE = object()  # "look the schema up from the form's model"
@@ -331,13 +331,53 @@ class ImportForm(forms.Form):
         return upload.read()
 
 
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Several files in one input; cleans to a list (empty when none was chosen)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data: Any, initial: Any = None) -> list:
+        single = super().clean
+        if isinstance(data, list | tuple):
+            return [single(item, initial) for item in data]
+        return [single(data, initial)] if data else []
+
+
+ROLE_LABELS = {
+    "user": "User",
+    "assistant": "Assistant (a reply you write: few-shot, or a prefill to continue)",
+    "system": "System",
+    "developer": "Developer",
+}
+
+
 class ChatForm(MessageForm, ParametersForm):
     """The message box plus the parameter panel: one submit, one generation.
 
-    Raw request mode (the "Send raw body" button posts use_raw): the raw body is the
-    request, the message is its last user message, and the panel takes what maps.
+    The message may be of any role the model's schema allows (tool results have a
+    form of their own), with files attached. "Add" (add_only) puts it in the
+    conversation without asking the model. Raw request mode (the "Send raw body"
+    button posts use_raw): the raw body is the request, its new messages are shown,
+    and the panel takes what maps.
     """
 
+    role = forms.ChoiceField(label="Role", choices=ROLE_LABELS, initial="user", required=False)
+    attachments = MultipleFileField(
+        label="Attach files",
+        required=False,
+        help_text=(
+            f"{attachments.ACCEPTED}; up to {filesizeformat(settings.MAX_ATTACHMENT_BYTES)} each, "
+            f"{settings.MAX_ATTACHMENTS_PER_MESSAGE} per message."
+        ),
+        widget=MultipleFileInput(attrs={"accept": attachments.ACCEPT_ATTRIBUTE}),
+    )
+    add_only = forms.BooleanField(required=False)  # set by the "Add without sending" button
     use_raw = forms.BooleanField(required=False)  # set by the "Send raw body" button
     raw_body = forms.CharField(
         label="Raw request body (JSON)",
@@ -346,32 +386,76 @@ class ChatForm(MessageForm, ParametersForm):
         widget=forms.Textarea(attrs={"rows": 12, "spellcheck": "false", "class": "raw-body"}),
     )
 
-    field_order = ["content"]
+    field_order = ["content", "role", "attachments"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # In raw mode the message is the last user message of the raw body.
-        self.fields["content"].required = not self.data.get("use_raw")
+        # In raw mode the messages are the raw body's; files alone make a message too.
+        self.fields["content"].required = not (self.data.get("use_raw") or self.files)
+        roles = wire.dialect_for(self.schema).roles
+        self.fields["role"].choices = [
+            (role, label) for role, label in ROLE_LABELS.items() if role in roles or role == "user"
+        ]
 
     def clean_content(self) -> str:
-        if self.data.get("use_raw"):
+        if self.data.get("use_raw") or self.files.getlist("attachments"):
             return self.cleaned_data["content"]
         return super().clean_content()
+
+    def clean_role(self) -> str:
+        return self.cleaned_data.get("role") or "user"
+
+    def clean_attachments(self) -> list:
+        """The files read and checked (type from their bytes, the size limits)."""
+        try:
+            return attachments.check_files(self.cleaned_data.get("attachments") or [])
+        except forms.ValidationError as error:
+            raise forms.ValidationError(
+                [*error.messages, "Your message is kept; choose the files again."]
+            ) from None
 
     def clean(self) -> dict[str, Any]:
         """In raw mode the body is the request; the panel takes what maps from it."""
         if not self.data.get("use_raw"):
             return super().clean()
         cleaned = self.cleaned_data
+        text = cleaned.get("raw_body") or ""
         try:
-            body = raw_request.parse(cleaned.get("raw_body") or "")
+            body = raw_request.parse(text)
         except forms.ValidationError as error:
             self.add_error("raw_body", error)
             return cleaned
         cleaned["raw_request"] = body
-        cleaned["content"] = raw_request.last_user_text(body)
+        cleaned["raw_text"] = text
         cleaned.update(raw_request.to_parameters(body, cleaned))
         return cleaned
+
+
+class ToolResultsForm(forms.Form):
+    """The results of a reply's tool calls, one box each, written by the user."""
+
+    prefix = "tools"
+    # Stored with a 2-character prefix in a 64-character column.
+    idempotency_key = forms.CharField(max_length=62, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, cards: list, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cards = cards
+        for index, card in enumerate(cards):
+            self.fields[f"result_{index}"] = forms.CharField(
+                label=f"Result of {card.name}",
+                help_text=f"Sent as a tool message for call {card.call_id}.",
+                strip=False,
+                max_length=settings.MAX_MESSAGE_CHARS,
+                widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+            )
+
+    def results(self) -> list[tuple[str, str]]:
+        """(tool call id, result) for each call, in the reply's order."""
+        return [
+            (card.call_id, self.cleaned_data[f"result_{index}"])
+            for index, card in enumerate(self.cards)
+        ]
 
 
 class RegenerateForm(ParametersForm):

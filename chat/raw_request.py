@@ -1,6 +1,8 @@
 """Raw request mode: the whole JSON body of the next request, written by the user.
 
-The body is sent exactly as written (non-streamed: streaming is the app's choice).
+The body is sent byte for byte as typed, streamed when it says "stream": true.
+Its messages after those the conversation already has become the new messages
+on screen (a body that rewrites earlier ones starts a branch where it departs).
 What can be mapped back to the parameter panel is: model, temperature, top_p,
 max_tokens, stop as the common fields, the system message as the system prompt,
 every other key (except messages) as extra parameters.
@@ -12,7 +14,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
-from . import limits
+from . import limits, wire
 from .schema_form import MAX_JSON_DEPTH, parse_json
 
 MAX_RAW_BYTES = 512 * 1024
@@ -31,30 +33,64 @@ def parse(text: str) -> dict[str, Any]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise forms.ValidationError('The raw body needs a non-empty "messages" array.')
-    if body.get("stream") is True:
+    if len(messages) > settings.MAX_MESSAGES_PER_CONVERSATION:
         raise forms.ValidationError(
-            'Raw requests are sent without streaming: remove "stream": true.'
+            f"The raw body has {len(messages):,} messages; a conversation holds at most "
+            f"{settings.MAX_MESSAGES_PER_CONVERSATION:,}."
         )
-    if not last_user_text(body):
-        raise forms.ValidationError(
-            "The last message must be a user message with text: it is shown as your message."
-        )
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in wire.ALL_ROLES:
+            raise forms.ValidationError(
+                f"messages[{index}] must be an object whose role is one of "
+                f"{', '.join(wire.ALL_ROLES)}."
+            )
+        content = message.get("content")
+        if content is not None and not isinstance(content, str | list):
+            raise forms.ValidationError(
+                f"messages[{index}].content must be a string, a list of parts or null."
+            )
+        if len(wire.projection(content)) > settings.MAX_MESSAGE_CHARS:
+            raise forms.ValidationError(
+                f"messages[{index}] is longer than {settings.MAX_MESSAGE_CHARS:,} characters."
+            )
     problems = limits.output_caps_problems(model=body["model"].strip(), values=body)
     if problems:
         raise forms.ValidationError(list(problems.values()))
     return body
 
 
-def last_user_text(body: dict[str, Any]) -> str:
-    for message in reversed(body.get("messages") or []):
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, list):  # content parts
-                content = "".join(
-                    part.get("text", "") for part in content if isinstance(part, dict)
-                )
-            return str(content or "")[: settings.MAX_MESSAGE_CHARS]
-    return ""
+def new_messages(body: dict[str, Any], path: list[Any]) -> tuple[int, list[dict]]:
+    """How many of the conversation's messages on screen (`path`, root first) the
+    body repeats, and the body's messages after them: the new ones.
+
+    A leading system message is the system prompt (the panel's), not a message.
+    When the body repeats them all, at least its last message is new: sending a
+    body twice adds its last message twice, as sending a message twice would.
+    """
+    messages = list(body["messages"])
+    if (
+        messages
+        and messages[0].get("role") == "system"
+        and isinstance(messages[0].get("content"), str)
+    ):
+        messages = messages[1:]
+    common = 0
+    for message, existing in zip(messages, path, strict=False):
+        if not _same(message, existing):
+            break
+        common += 1
+    if common == len(messages):
+        common -= 1
+    return common, messages[common:]
+
+
+def _same(message: dict[str, Any], existing: Any) -> bool:
+    return (
+        message.get("role") == existing.role
+        and wire.projection(message.get("content")) == existing.content
+        and (message.get("tool_calls") or None) == (existing.tool_calls or None)
+        and str(message.get("tool_call_id") or "") == existing.tool_call_id
+    )
 
 
 def to_parameters(body: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,8 @@ from .catalogue import ModelSchema
 FIELD_PREFIX = "schema__"
 # Chosen by the app (the conversation, streaming) or shown as the common fields.
 APP_CONTROLLED = {"model", "messages", "stream", "stream_options"}
+# The panel's own System prompt: sent as this field where the schema has it (chat/wire.py).
+PANEL_OWNED = {"system"}
 COMMON = ("temperature", "top_p", "max_tokens", "stop")
 MAX_HELP_CHARS = 160
 MAX_JSON_DEPTH = 8
@@ -60,7 +62,9 @@ def params_of(schema: ModelSchema | None) -> list[Param]:
     params = [
         Param(name=name, schema=spec, kind=kind_of(spec))
         for name, spec in schema.properties.items()
-        if name not in APP_CONTROLLED and name not in COMMON and isinstance(spec, dict)
+        if name not in APP_CONTROLLED | PANEL_OWNED
+        and name not in COMMON
+        and isinstance(spec, dict)
     ]
     return sorted(params, key=lambda p: p.kind == "json")
 

@@ -6,13 +6,14 @@ and every call leaves an ApiCall row, whatever happens to the request.
 
 import asyncio
 import contextlib
+import json
 import logging
 import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from functools import partial
@@ -23,8 +24,8 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from . import client, database_thread, limits, storable
-from .models import ApiCall, CompareColumn, Conversation, Message, PanelParameters
+from . import attachments, catalogue, client, database_thread, limits, raw_request, storable, wire
+from .models import ApiCall, Attachment, CompareColumn, Conversation, Message, PanelParameters
 from .usage import cost_estimate
 
 logger = logging.getLogger(__name__)
@@ -138,15 +139,16 @@ WITH RECURSIVE path (id, depth) AS (
     FROM chat_message parent JOIN path ON parent.id = path.id
     WHERE parent.parent_id IS NOT NULL
 )
-SELECT message.role, message.content
+SELECT message.role, message.content, message.parts, message.tool_calls,
+    message.tool_call_id, message.refusal, message.extra
 FROM chat_message message JOIN path ON message.id = path.id
 WHERE message.status NOT IN (%s, %s)
 ORDER BY path.depth DESC
 """
 
 
-def _path_context(conversation: Conversation, leaf_id: int | None) -> list[dict[str, str]]:
-    """The conversation up to `leaf_id` as the request body's messages.
+def _path_context(conversation: Conversation, leaf_id: int | None) -> list[wire.Row]:
+    """The conversation up to `leaf_id`, as what each message sends.
 
     One recursive query, in SQL because the ORM has no recursive queries: it
     runs before every call, and message_path's two ORM queries took 1.0 ms
@@ -157,31 +159,104 @@ def _path_context(conversation: Conversation, leaf_id: int | None) -> list[dict[
     unusable = [Message.Status.FAILED.value, Message.Status.PENDING.value]
     with connection.cursor() as cursor:
         cursor.execute(_PATH_CONTEXT_SQL, [leaf_id, conversation.pk, *unusable])
-        return [{"role": role, "content": content} for role, content in cursor.fetchall()]
+        return [
+            wire.Row(
+                role=role,
+                content=content,
+                parts=_json(parts),
+                tool_calls=_json(tool_calls),
+                tool_call_id=tool_call_id,
+                refusal=refusal,
+                extra=_json(extra),
+            )
+            for role, content, parts, tool_calls, tool_call_id, refusal, extra in cursor.fetchall()
+        ]
+
+
+def _json(value: Any) -> Any:
+    """A JSON column as a raw query returns it: text on both databases (Django's loaders)."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 # --- Sending and replies -----------------------------------------------------
 
 
+def attachments_by_id(*, owner_id: int, ids: set[str]) -> dict[str, Attachment]:
+    """The owner's attachments among `ids`, by public id (no query for none)."""
+    if not ids:
+        return {}
+    found = Attachment.objects.filter(owner_id=owner_id, public_id__in=ids)
+    return {str(attachment.public_id): attachment for attachment in found}
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A request body: parsed (for its model and stream flag) and as the text to send.
+
+    The text is the user's own for a raw body, byte for byte, else our encoding of
+    `payload`; attachments are marks in it until `_call_record` puts them in.
+    """
+
+    payload: dict[str, Any]
+    text: str
+
+    @classmethod
+    def of(cls, payload: dict[str, Any]) -> "ChatRequest":
+        return cls(payload=payload, text=client.encode_body(payload).decode())
+
+    @property
+    def streamed(self) -> bool:
+        return self.payload.get("stream") is True
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A message written by the user, of any role, to be added to the tree.
+
+    `parts` is the API's content as a list of parts (attachments referenced by
+    id, chat/wire.py), or None for plain text.
+    """
+
+    content: str = ""
+    role: str = Message.Role.USER
+    parts: list | None = None
+    attachments: tuple[Attachment, ...] = ()
+    tool_calls: list | None = None
+    tool_call_id: str = ""
+    refusal: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def with_files(cls, *, content: str, role: str, attachments: list[Attachment]) -> "Draft":
+        """The typed text, then each attached file as its own part."""
+        if not attachments:
+            return cls(content=content, role=role)
+        parts = ([{"type": "text", "text": content}] if content else []) + [
+            {"type": wire.ATTACHMENT, wire.ATTACHMENT: str(attachment.public_id)}
+            for attachment in attachments
+        ]
+        return cls(content=content, role=role, parts=parts, attachments=tuple(attachments))
+
+
 def message_send(
     *,
     conversation: Conversation,
-    content: str,
+    drafts: list[Draft],
     idempotency_key: str,
     parameters: dict,
-    raw_request: dict | None = None,
+    raw_body: str = "",
 ) -> Message:
-    """Save the message and generate the reply in this request (the form path, no JS).
+    """Save the messages and generate the reply in this request (the form path, no JS).
 
     Returns the assistant message (complete or failed). Submitting the same
     idempotency key again returns the first submit's reply without a new call.
     """
     reply, created = message_start(
         conversation=conversation,
-        content=content,
+        drafts=drafts,
         idempotency_key=idempotency_key,
         parameters=parameters,
-        raw_request=raw_request,
+        raw_body=raw_body,
     )
     if created:
         reply_generate(reply=reply)
@@ -191,23 +266,27 @@ def message_send(
 def message_start(
     *,
     conversation: Conversation,
-    content: str,
+    drafts: list[Draft],
     idempotency_key: str,
-    parameters: dict,
-    raw_request: dict | None = None,
+    parameters: dict | None,
+    raw_body: str = "",
+    generate: bool = True,
 ) -> tuple[Message, bool]:
-    """Commit the parameters, the user's message and a pending reply, before any call.
+    """Commit the parameters, the messages and a pending reply, before any call.
 
     Returns (reply, created); created is False when this idempotency key was
-    already used, and the reply is the one that first submit started.
+    already used, and the reply is the one that first submit started. Without
+    `generate` the messages are only added (a few-shot turn, say), and the last
+    of them is returned instead of a reply.
     """
     return exchange_start(
         conversation=conversation,
         parent_id=conversation.current_leaf_id,
-        content=content,
+        drafts=drafts,
         idempotency_key=idempotency_key,
         parameters=parameters,
-        raw_request=raw_request,
+        raw_body=raw_body,
+        generate=generate,
     )
 
 
@@ -215,16 +294,18 @@ def exchange_start(
     *,
     conversation: Conversation,
     parent_id: int | None,
-    content: str,
+    drafts: list[Draft],
     idempotency_key: str,
     parameters: dict | None,
-    raw_request: dict | None = None,
+    raw_body: str = "",
+    generate: bool = True,
 ) -> tuple[Message, bool]:
-    """A user message under the message `parent_id` and its pending reply, the new current leaf.
+    """Messages under the message `parent_id` and their pending reply, the new current leaf.
 
     Sending continues from the current leaf; editing starts a sibling of the
-    edited message. `parameters` (the panel's cleaned data) are saved with them
-    when given. Returns (reply, created) as message_start does.
+    edited message. The last draft carries the idempotency key (and a raw body);
+    the reply hangs under it. `parameters` (the panel's cleaned data) are saved
+    with them when given. Returns (reply, created) as message_start does.
 
     A used idempotency key is found by the unique constraint, not by a query
     before: the insert fails, nothing is kept, and no call is counted. The parent
@@ -232,29 +313,134 @@ def exchange_start(
     """
 
     def insert() -> Message:
-        user_message = Message.objects.create(
-            conversation=conversation,
-            parent_id=parent_id,
-            role=Message.Role.USER,
-            content=content,
-            idempotency_key=idempotency_key,
-            raw_request=raw_request,
-        )
-        reply = reply_placeholder(conversation=conversation, parent=user_message)
+        last_id = parent_id
+        for position, draft in enumerate(drafts, start=1):
+            last = position == len(drafts)
+            message = Message.objects.create(
+                conversation=conversation,
+                parent_id=last_id,
+                role=draft.role,
+                content=draft.content,
+                parts=draft.parts,
+                tool_calls=draft.tool_calls,
+                tool_call_id=draft.tool_call_id,
+                refusal=draft.refusal,
+                extra=draft.extra,
+                written=True,
+                idempotency_key=idempotency_key if last else "",
+                raw_body=raw_body if last else "",
+            )
+            if draft.attachments:
+                message.attachments.set(draft.attachments)
+            last_id = message.pk
+        leaf = reply_placeholder(conversation=conversation, parent=message) if generate else message
         untitled = conversation.title == Conversation._meta.get_field("title").default
-        generation_commit(
-            conversation=conversation,
-            leaf=reply,
-            parameters=parameters,
-            title=title_from(content) if untitled else None,
-        )
-        return reply
+        texts = [draft.content for draft in drafts if draft.content.strip()]
+        if generate:
+            generation_commit(
+                conversation=conversation,
+                leaf=leaf,
+                parameters=parameters,
+                title=title_from(texts[0]) if untitled and texts else None,
+            )
+        else:
+            messages_check_room(conversation=conversation, adding=0)
+            conversation.current_leaf = leaf
+            saved = ["current_leaf", "updated"]
+            if parameters is not None:
+                parameters_set(target=conversation, parameters=parameters)
+                saved += PANEL_FIELDS
+            conversation.save(update_fields=saved)
+        return leaf
+
+    def existing() -> Message | None:
+        if generate:
+            return _reply_for_key(conversation, idempotency_key)
+        return conversation.messages.filter(idempotency_key=idempotency_key).first()
 
     return start_once(
         insert,
-        existing=lambda: _reply_for_key(conversation, idempotency_key),
+        existing=existing,
         conversation=conversation,
         idempotency_key=idempotency_key,
+    )
+
+
+TOOL_RESULTS_KEY_PREFIX = "t:"
+
+
+def tool_results_start(
+    *, conversation: Conversation, reply: Message, results: list[tuple[str, str]], key: str
+) -> tuple[Message, bool]:
+    """The user's results of `reply`'s tool calls, as tool messages below it, and the
+    pending reply that goes on from them."""
+    if not reply.tool_calls or reply.status == Message.Status.PENDING:
+        raise ValidationError("Only a finished reply with tool calls takes tool results.")
+    return exchange_start(
+        conversation=conversation,
+        parent_id=reply.pk,
+        drafts=[
+            Draft(role=Message.Role.TOOL, content=text, tool_call_id=call_id)
+            for call_id, text in results
+        ],
+        idempotency_key=TOOL_RESULTS_KEY_PREFIX + key,
+        parameters=None,
+    )
+
+
+def raw_start(
+    *, conversation: Conversation, raw_body: str, body: dict, idempotency_key: str, parameters: dict
+) -> tuple[Message, bool]:
+    """Raw request mode: the body's new messages saved (raw_request.new_messages), the
+    body itself kept byte for byte on the last one, and a pending reply under it."""
+    path = conversation_path(conversation=conversation)
+    common, new = raw_request.new_messages(body, path)
+    owner = conversation.owner
+    return exchange_start(
+        conversation=conversation,
+        parent_id=path[common - 1].pk if common else None,
+        drafts=[draft_from_wire(owner=owner, message=message) for message in new],
+        idempotency_key=idempotency_key,
+        parameters=parameters,
+        raw_body=raw_body,
+    )
+
+
+def draft_from_form(*, owner: Any, content: str, role: str, files: list) -> Draft:
+    """The chat form's message: its text, and its files (checked by the form) stored once."""
+    stored = [
+        attachments.attachment_store(owner=owner, filename=name, data=data, sniffed=sniffed)
+        for name, data, sniffed in files
+    ]
+    return Draft.with_files(content=content, role=role, attachments=stored)
+
+
+def draft_from_wire(*, owner: Any, message: dict) -> Draft:
+    """A message as the API carries it (a raw body's, an import's), files inlined in its
+    parts stored as attachments (once) and referenced instead; a part whose file we
+    do not take (another type, over the size limit) is kept as it is."""
+    parsed = wire.parse_message(storable.json_value(message))
+    parts = parsed.parts
+    stored = []
+    for index, data, name in parsed.files:
+        sniffed = attachments.sniff(data)
+        if sniffed is None or len(data) > settings.MAX_ATTACHMENT_BYTES:
+            continue
+        filename = name if "." in name else f"{name}.{sniffed.media_type.split('/')[-1]}"
+        attachment = attachments.attachment_store(
+            owner=owner, filename=filename, data=data, sniffed=sniffed
+        )
+        parts[index] = wire.with_attachment(parts[index], str(attachment.public_id))
+        stored.append(attachment)
+    return Draft(
+        content=parsed.content,
+        role=parsed.role,
+        parts=parts,
+        attachments=tuple(stored),
+        tool_calls=parsed.tool_calls,
+        tool_call_id=parsed.tool_call_id,
+        refusal=parsed.refusal,
+        extra=parsed.extra,
     )
 
 
@@ -422,42 +608,65 @@ def replies_generate(*, replies: list[Message]) -> None:
     if not replies:
         return
     with ThreadPoolExecutor(max_workers=len(replies), thread_name_prefix="reply") as pool:
-        in_flight: dict[Future, tuple[Message, _Call, int, dict[str, Any]]] = {}
+        in_flight: dict[Future, tuple[Message, _Call, int, ChatRequest]] = {}
 
-        def submit(reply: Message, payload: dict[str, Any], retry: int, delay: float) -> None:
+        def submit(reply: Message, request: ChatRequest, retry: int, delay: float) -> None:
             # Earlier attempts count too: a manual retry continues the numbering.
-            call = _call_record(reply, payload, reply.calls.count() + 1)
-            future = pool.submit(_send_after, call.prepared, delay)
-            in_flight[future] = (reply, call, retry, payload)
+            call = _call_record(reply, request, reply.calls.count() + 1)
+            future = pool.submit(_send_after, call.prepared, delay, request.streamed)
+            in_flight[future] = (reply, call, retry, request)
 
         for reply in replies:
             submit(reply, _payload_for(reply), retry=0, delay=0.0)
         while in_flight:
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in done:
-                reply, call, retry, payload = in_flight.pop(future)
+                reply, call, retry, request = in_flight.pop(future)
                 try:
                     completion = future.result()
                 except client.UpstreamError as error:
                     _call_failed(call.record, error)
                     if error.retryable and retry < settings.UPSTREAM_MAX_RETRIES:
-                        submit(reply, payload, retry + 1, _retry_wait(error, retry))
+                        submit(reply, request, retry + 1, _retry_wait(error, retry))
                     else:
                         _reply_finish(reply, status=Message.Status.FAILED)
                     continue
+                if isinstance(completion, _ReadStream):
+                    status = (
+                        Message.Status.COMPLETE
+                        if completion.error is None
+                        else (Message.Status.INTERRUPTED)
+                    )
+                    _stream_finish(reply, call.record, completion.stream, status, completion.error)
+                    continue
                 _call_succeeded(call.record, completion)
-                _reply_finish(
-                    reply,
-                    status=Message.Status.COMPLETE,
-                    content=completion.content,
-                    reasoning=completion.reasoning,
-                )
+                _reply_finish(reply, status=Message.Status.COMPLETE, choices=completion.choices)
 
 
-def _send_after(prepared: client.PreparedCall, delay: float) -> client.Completion:
+@dataclass(frozen=True)
+class _ReadStream:
+    """A streamed raw body on the form path, read to its end (or to where it broke)."""
+
+    stream: client.ChatStream
+    error: client.UpstreamError | None
+
+
+def _send_after(
+    prepared: client.PreparedCall, delay: float, streamed: bool
+) -> "client.Completion | _ReadStream":
     if delay:
         time.sleep(delay)
-    return client.send_chat(prepared)
+    if not streamed:
+        return client.send_chat(prepared)
+    stream = client.open_chat_stream(prepared)
+    try:
+        for _event in stream.events():
+            pass
+    except client.UpstreamError as error:
+        return _ReadStream(stream, error)
+    finally:
+        stream.close()
+    return _ReadStream(stream, None)
 
 
 def reply_stream(*, reply: Message) -> Iterator[StreamUpdate]:
@@ -502,7 +711,7 @@ def reply_stream_async(*, reply: Message) -> AsyncIterator[StreamUpdate]:
 
 
 async def _reply_stream_async(
-    reply: Message, payload: dict[str, Any], call: "_Call"
+    reply: Message, payload: ChatRequest, call: "_Call"
 ) -> AsyncIterator[StreamUpdate]:
     sent = asyncio.Event()
     opening = asyncio.create_task(_stream_open_async(reply, payload, call, sent))
@@ -524,7 +733,7 @@ async def _reply_stream_async(
 
 
 async def _stream_open_async(
-    reply: Message, payload: dict[str, Any], call: "_Call", sent: asyncio.Event
+    reply: Message, payload: ChatRequest, call: "_Call", sent: asyncio.Event
 ) -> tuple[ApiCall, client.AsyncChatStream] | None:
     """`_stream_open` on the event loop (pings and Stop are `_while_opening`'s).
 
@@ -579,12 +788,15 @@ async def _opening_abandon(opening: asyncio.Task, reply: Message, status: str) -
         await database_thread.run(database_thread.FINISH, _reply_abandon, reply, status)
 
 
-def _stream_payload(reply: Message) -> dict[str, Any]:
-    return {**_payload_for(reply), "stream": True}
+def _stream_payload(reply: Message) -> ChatRequest:
+    request = _payload_for(reply)
+    if request.streamed or reply.parent.raw_body:
+        return request  # a raw body is sent as written (the stream view takes streamed ones)
+    return ChatRequest.of({**request.payload, "stream": True})
 
 
 def _stream_open(
-    reply: Message, payload: dict[str, Any]
+    reply: Message, payload: ChatRequest
 ) -> Generator[StreamUpdate, None, tuple[ApiCall, client.ChatStream] | None]:
     """Open the stream, retrying transient failures; None when it could not be opened.
 
@@ -697,13 +909,7 @@ class _Relay:
             self.outcome = (Message.Status.INTERRUPTED, end)
         if events:
             # Under load several events wait in the queue: send them as one.
-            return (
-                "delta",
-                {
-                    "content": "".join(event.content for event in events),
-                    "reasoning": "".join(event.reasoning for event in events),
-                },
-            )
+            return ("delta", delta_of(events))
         return ("ping", {}) if end is None else None
 
     def stop_check_due(self) -> bool:
@@ -721,6 +927,30 @@ class _Relay:
             status = Message.Status.STOPPED if stop_requested else Message.Status.INTERRUPTED
             self.outcome = (status, None)
         _stream_finish(self.reply, self.call, self.stream, *self.outcome)
+
+
+def delta_of(events: list[client.StreamEvent]) -> dict[str, Any]:
+    """What `events` add, for the browser: the first choice's text and reasoning as
+    "content" and "reasoning"; when there is more (other choices, refusals, tool
+    calls), "choices": {index: {content, reasoning, refusal, tool_calls}} too, the
+    tool-call fragments in order (the page joins them by their index)."""
+    delta = {
+        "content": "".join(event.content for event in events if event.choice == 0),
+        "reasoning": "".join(event.reasoning for event in events if event.choice == 0),
+    }
+    if all(event.choice == 0 and not (event.refusal or event.tool_calls) for event in events):
+        return delta
+    choices: dict[int, dict[str, Any]] = {}
+    for event in events:
+        choice = choices.setdefault(
+            event.choice, {"content": "", "reasoning": "", "refusal": "", "tool_calls": []}
+        )
+        choice["content"] += event.content
+        choice["reasoning"] += event.reasoning
+        choice["refusal"] += event.refusal
+        choice["tool_calls"] += list(event.tool_calls)
+    delta["choices"] = choices
+    return delta
 
 
 def _stream_relay(relay: _Relay) -> Iterator[StreamUpdate]:
@@ -969,7 +1199,7 @@ def _stream_finish(
         call.error_kind, call.error_message = STREAM_END_MESSAGES[status]
     _apply_usage(call, stream.usage, stream.usd_spent, stream.notes)
     _save_call(call)
-    _reply_finish(reply, status=status, content=stream.content, reasoning=stream.reasoning)
+    _reply_finish(reply, status=status, choices=stream.choices())
 
 
 # Said on a call whose full record the database refused (the reply still ends).
@@ -1009,29 +1239,43 @@ def build_payload(
     column) is given.
     """
     parameters = conversation if parameters is None else parameters
-    messages = []
+    dialect = wire.dialect_for(catalogue.schema_for(parameters.model))
+    rows = _path_context(conversation, leaf_id)
+    ids = wire.attachment_ids(rows)
+    attachments = attachments_by_id(owner_id=conversation.owner_id, ids=ids)
+    payload: dict[str, Any] = {"model": parameters.model}
+    messages = wire.to_wire(rows, dialect, attachments)
+    extra = dict(parameters.extra_params)
     if parameters.system_prompt:
-        messages.append({"role": "system", "content": parameters.system_prompt})
-    messages += _path_context(conversation, leaf_id)
-    payload: dict[str, Any] = {"model": parameters.model, "messages": messages}
+        # Where the model's schema puts it, never in both places.
+        if dialect.system_field:
+            payload["system"] = parameters.system_prompt
+            extra.pop("system", None)
+        else:
+            messages.insert(0, {"role": "system", "content": parameters.system_prompt})
+    payload["messages"] = messages
     for name in ("temperature", "top_p", "max_tokens"):
         value = getattr(parameters, name)
         if value is not None:
             payload[name] = value
     if parameters.stop:
         payload["stop"] = parameters.stop
-    payload.update(parameters.extra_params)
+    payload.update(extra)
     return payload
 
 
-def _payload_for(reply: Message) -> dict[str, Any]:
+def _payload_for(reply: Message) -> ChatRequest:
     """A reply is asked with the user's raw body when they wrote one (raw request mode),
     else with its compare column's parameters, else the conversation's."""
     parent = reply.parent
-    if parent is not None and parent.raw_request is not None:
-        return parent.raw_request
-    return build_payload(
-        conversation=reply.conversation, leaf_id=reply.parent_id, parameters=reply.compare_column
+    if parent is not None and parent.raw_body:
+        return ChatRequest(payload=json.loads(parent.raw_body), text=parent.raw_body)
+    return ChatRequest.of(
+        build_payload(
+            conversation=reply.conversation,
+            leaf_id=reply.parent_id,
+            parameters=reply.compare_column,
+        )
     )
 
 
@@ -1041,17 +1285,25 @@ class _Call:
     prepared: client.PreparedCall
 
 
-def _call_record(reply: Message, payload: dict[str, Any], attempt: int) -> _Call:
-    """Store the request exactly as it will be sent, before sending it."""
-    prepared = client.prepare_chat(payload)
+def _call_record(reply: Message, request: ChatRequest, attempt: int) -> _Call:
+    """Store the request exactly as it will be sent, before sending it.
+
+    Attachments' base64 is not stored with it: the record keeps where each goes
+    (chat/wire.py), once per file however many calls send it.
+    """
+    ids = wire.mark_ids(request.text)
+    attachments = attachments_by_id(owner_id=reply.conversation.owner_id, ids=ids)
+    encoded = wire.encode(request.text, attachments)
+    prepared = client.prepare_chat(request.payload, body=encoded.wire)
     record = ApiCall.objects.create(
         conversation=reply.conversation,
         message=reply,
         attempt=attempt,
         url=prepared.url,
         request_headers=prepared.redacted_headers(),
-        request_body=prepared.body.decode(),
-        model=str(payload.get("model") or "")[:200],
+        request_body=encoded.stored,
+        request_splices=encoded.splices,
+        model=str(request.payload.get("model") or "")[:200],
     )
     return _Call(record=record, prepared=prepared)
 
@@ -1106,23 +1358,67 @@ def _call_failed(call: ApiCall, error: client.UpstreamError) -> None:
     logger.warning("Upstream call %s failed: %s", call.public_id, error.kind)
 
 
-def _reply_finish(reply: Message, *, status: str, content: str = "", reasoning: str = "") -> None:
-    """Save how a reply ended. It never stays pending: if the database refuses its
+# What a reply's choice fills in (Message fields), from a choice of the response.
+CHOICE_FIELDS = [
+    "content",
+    "parts",
+    "reasoning",
+    "tool_calls",
+    "refusal",
+    "extra",
+    "finish_reason",
+    "logprobs",
+    "choice_index",
+]
+
+
+def choice_fields(choice: dict[str, Any]) -> dict[str, Any]:
+    """A response's choice (as chat/client.py hands it, checked) as Message fields."""
+    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    content = message.get("content")
+    return {
+        "content": storable.text(wire.projection(content)),
+        "parts": storable.json_value(content) if isinstance(content, list) else None,
+        "reasoning": storable.text(message.get("reasoning_content") or ""),
+        "tool_calls": storable.json_value(message.get("tool_calls")) or None,
+        "refusal": storable.text(message.get("refusal") or ""),
+        "extra": storable.json_value(
+            {key: value for key, value in message.items() if key not in wire.OWN_KEYS}
+        ),
+        "finish_reason": str(choice.get("finish_reason") or "")[:64],
+        "logprobs": storable.json_value(choice.get("logprobs")),
+        "choice_index": choice.get("index") if isinstance(choice.get("index"), int) else None,
+    }
+
+
+def _reply_finish(
+    reply: Message, *, status: str, choices: "list[dict] | tuple[dict, ...]" = ()
+) -> None:
+    """Save how a reply ended, with its first choice; each further choice (n > 1)
+    becomes a sibling reply. It never stays pending: if the database refuses its
     text, the reply is saved failed without it (logged; its call says why)."""
+    first, *others = choices or [{}]
     reply.status = status
-    reply.content = content
-    reply.reasoning = reasoning
+    for name, value in choice_fields(first).items():
+        setattr(reply, name, value)
+    if not others:
+        reply.choice_index = None  # shown as "choice k of n" only when there were several
     try:
-        saved = _save_unless_deleted(
-            reply, update_fields=["status", "content", "reasoning", "updated"]
-        )
+        saved = _save_unless_deleted(reply, update_fields=[*CHOICE_FIELDS, "status", "updated"])
+        if saved and others:
+            _choices_add(reply, others, status)
     except DatabaseError:
         logger.exception("Saving reply %s failed; saving it as failed, without its text", reply.pk)
         reply.status, reply.content, reply.reasoning = Message.Status.FAILED, "", ""
         try:
             saved = bool(
                 Message.objects.filter(pk=reply.pk).update(
-                    status=Message.Status.FAILED, content="", reasoning="", updated=timezone.now()
+                    status=Message.Status.FAILED,
+                    content="",
+                    parts=None,
+                    reasoning="",
+                    tool_calls=None,
+                    updated=timezone.now(),
                 )
             )
         except DatabaseError:
@@ -1130,6 +1426,22 @@ def _reply_finish(reply: Message, *, status: str, content: str = "", reasoning: 
             return
     if saved:
         Conversation.objects.filter(pk=reply.conversation_id).update(updated=timezone.now())
+
+
+def _choices_add(reply: Message, choices: list[dict], status: str) -> None:
+    """The other choices of the reply's call, as its siblings (the user picks one)."""
+    with transaction.atomic():
+        Message.objects.bulk_create(
+            Message(
+                conversation_id=reply.conversation_id,
+                parent_id=reply.parent_id,
+                role=Message.Role.ASSISTANT,
+                status=status,
+                compare_column_id=reply.compare_column_id,
+                **choice_fields(choice),
+            )
+            for choice in choices
+        )
 
 
 def reply_placeholder(

@@ -32,6 +32,7 @@ from playground import body_limits
 
 from . import (
     accounts,
+    attachments,
     branches,
     catalogue,
     client,
@@ -40,6 +41,7 @@ from . import (
     formatting,
     limits,
     markdown,
+    presenters,
     raw_request,
     services,
     sharing,
@@ -55,8 +57,9 @@ from .forms import (
     ShareForm,
     ShareSettingsForm,
     SignUpForm,
+    ToolResultsForm,
 )
-from .models import ApiCall, CompareRun, Conversation, Message, Share
+from .models import ApiCall, Attachment, CompareRun, Conversation, Message, Share
 
 CONVERSATIONS_PER_PAGE = 25
 # A long conversation opens at its latest messages; "Show all" renders the rest.
@@ -194,22 +197,44 @@ def conversation_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpRespo
 @require_POST
 def message_send(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     conversation = _owned_conversation(request, public_id)
-    form = ChatForm(request.POST)
+    form = ChatForm(request.POST, request.FILES)
     if not form.is_valid():
         return render_conversation(request, conversation, form, status=400)
     data = form.cleaned_data
     try:
-        reply = services.message_send(
-            conversation=conversation,
-            content=data["content"],
-            idempotency_key=data["idempotency_key"],
-            parameters=data,
-            raw_request=data.get("raw_request"),
-        )
+        reply, created = _chat_form_start(conversation, data)
     except ValidationError as error:
         form.add_error(None, error)
         return render_conversation(request, conversation, form, status=400)
+    if created and reply.status == Message.Status.PENDING:
+        services.reply_generate(reply=reply)
     return redirect_to_reply(request, conversation, reply)
+
+
+def _chat_form_start(conversation: Conversation, data: dict) -> tuple[Message, bool]:
+    """What the chat form asks for, saved: a raw body, or a message (with its files) that
+    is sent, or only added (few-shot turns). (reply or added message, created)."""
+    if data.get("raw_request") is not None:
+        return services.raw_start(
+            conversation=conversation,
+            raw_body=data["raw_text"],
+            body=data["raw_request"],
+            idempotency_key=data["idempotency_key"],
+            parameters=data,
+        )
+    draft = services.draft_from_form(
+        owner=conversation.owner,
+        content=data["content"],
+        role=data["role"],
+        files=data["attachments"],
+    )
+    return services.message_start(
+        conversation=conversation,
+        drafts=[draft],
+        idempotency_key=data["idempotency_key"],
+        parameters=data,
+        generate=not data["add_only"],
+    )
 
 
 def message_url(page: Conversation | CompareRun, message: Message) -> str:
@@ -237,22 +262,33 @@ def message_stream(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     path shows the errors); a 409 means this submit already has a reply.
     """
     conversation = _owned_conversation(request, public_id)
-    form = ChatForm(request.POST)
-    if not form.is_valid() or form.cleaned_data.get("raw_request"):
-        return HttpResponse(status=400)  # raw requests are not streamed: the form path sends
+    form = ChatForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return HttpResponse(status=400)
     data = form.cleaned_data
+    raw = data.get("raw_request")
+    if data["add_only"] or (raw is not None and raw.get("stream") is not True):
+        return HttpResponse(status=400)  # nothing to stream: the form path does it
+    parent_id = conversation.current_leaf_id
     try:
-        reply, created = services.message_start(
-            conversation=conversation,
-            content=data["content"],
-            idempotency_key=data["idempotency_key"],
-            parameters=data,
-        )
+        reply, created = _chat_form_start(conversation, data)
     except ValidationError:
         return HttpResponse(status=400)
     if not created:
         return HttpResponse(status=409)
-    return reply_event_stream(request, conversation, reply, new=[reply.parent, reply])
+    return reply_event_stream(
+        request, conversation, reply, new=new_messages(conversation, reply, parent_id)
+    )
+
+
+def new_messages(conversation: Conversation, reply: Message, parent_id: int | None) -> list:
+    """The messages a start added, down to its reply: after `parent_id`, or after the
+    point where a raw body departed from the branch on screen."""
+    path = services.message_path(conversation=conversation, leaf_id=reply.pk)
+    ids = [message.pk for message in path]
+    start = ids.index(parent_id) + 1 if parent_id in ids else 0
+    new = [message for message in path[start:] if message.written or message.pk == reply.pk]
+    return new or [reply]
 
 
 def reply_event_stream(
@@ -370,6 +406,8 @@ def _done_event(
         "title": conversation.title,
         "html": _message_html(request, conversation, reply, in_compare=in_compare),
         "next_idempotency_key": uuid.uuid4().hex,
+        # Several choices: their siblings are on the page only after a reload.
+        "reload": reply.choice_index is not None,
     }
     if not in_compare:  # the conversation page's header counts this call too now
         data["totals_html"] = _totals_html(conversation)
@@ -436,22 +474,71 @@ def _attach_branch_controls(
     *,
     edit_form: EditForm | None = None,
     edit_target: Message | None = None,
+    tool_results_form: ToolResultsForm | None = None,
 ) -> None:
-    """What each message's controls need: its siblings, an edit form, its compare run."""
+    """What each message shows and its controls need: its parts and tool calls, its
+    siblings, an edit form, its compare run, and for the last one's tool calls the
+    form for their results."""
+    presenters.messages_present(messages, url_for=_attachment_url)
     branches.branches_attach(conversation=conversation, messages=messages)
+    _attach_other_choices(conversation, messages)
     prompts = [message for message in messages if message.role == Message.Role.USER]
     runs = {run.prompt_id: run for run in conversation.compare_runs.filter(prompt__in=prompts)}
     for message in messages:
         message.compare_run = runs.get(message.id)
-        if message.role != Message.Role.USER:
+        if message.status == Message.Status.PENDING:
             continue
-        if edit_target is not None and message.pk == edit_target.pk:
+        if edit_target is not None and message.pk == edit_target.pk and edit_form is not None:
             message.edit_form = edit_form
         else:
             message.edit_form = EditForm(
                 initial={"content": message.content, "idempotency_key": uuid.uuid4().hex},
                 auto_id=edit_form_id(message),
             )
+    last = messages[-1] if messages else None
+    if last is not None and last.tool_calls and last.status != Message.Status.PENDING:
+        last.tool_results_form = (
+            tool_results_form
+            if tool_results_form is not None
+            and edit_target is not None
+            and edit_target.pk == last.pk
+            else ToolResultsForm(
+                initial={"idempotency_key": uuid.uuid4().hex}, cards=last.tool_cards
+            )
+        )
+
+
+def _attach_other_choices(conversation: Conversation, messages: list[Message]) -> None:
+    """A reply that is one of several choices (n > 1) gets `.other_choices`: the rest of
+    them (its siblings with a choice index), each shown with a way to continue from it."""
+    chosen = [message for message in messages if message.choice_index is not None]
+    if not chosen:
+        return
+    others = defaultdict(list)
+    siblings = conversation.messages.filter(
+        parent_id__in={message.parent_id for message in chosen}, choice_index__isnull=False
+    ).order_by("choice_index", "created", "id")
+    siblings = list(siblings)
+    presenters.messages_present(siblings, url_for=_attachment_url)
+    for sibling in siblings:
+        others[sibling.parent_id].append(sibling)
+    for message in chosen:
+        message.other_choices = [
+            sibling for sibling in others[message.parent_id] if sibling.pk != message.pk
+        ]
+
+
+def _attachment_url(attachment: Attachment) -> str:
+    return reverse("attachment_file", args=[attachment.public_id])
+
+
+@login_required
+@require_GET
+def attachment_file(request: HttpRequest, attachment_id: uuid.UUID) -> HttpResponse:
+    """An attachment's bytes, to its owner only. Never run as a page: the type is the
+    one its bytes were checked to be, and the response may not script or load anything."""
+    attachment = get_object_or_404(Attachment, public_id=attachment_id, owner=request.user)
+    return attachments.file_response(attachment)
 
 
 def edit_form_id(message: Message) -> str:
@@ -577,11 +664,14 @@ def call_record(request: HttpRequest, call_id: uuid.UUID) -> HttpResponse:
 def call_download(request: HttpRequest, call_id: uuid.UUID, part: str) -> HttpResponse:
     field = "request_body" if part == "request" else "response_body"
     call = get_object_or_404(
-        ApiCall.objects.only("public_id", "response_headers", field),
+        ApiCall.objects.only(
+            "public_id", "response_headers", "request_splices", "conversation__owner_id", field
+        ).select_related("conversation"),
         public_id=call_id,
         conversation__owner=request.user,
     )
-    body = getattr(call, field)
+    # The request as sent: attachments' base64 put back where it was cut out.
+    body = call.sent_body() if part == "request" else call.response_body
     content_type = "application/json" if part == "request" else _response_type(call)
     response = HttpResponse(body.encode(), content_type=f"{content_type}; charset=utf-8")
     extension = "txt" if content_type.startswith("text/event-stream") else "json"
@@ -697,6 +787,7 @@ def render_conversation(
     rename_form: RenameForm | None = None,
     edit_form: EditForm | None = None,
     edit_target: Message | None = None,
+    tool_results_form: ToolResultsForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
     services.replies_expire_stale(conversation=conversation)
@@ -707,7 +798,13 @@ def render_conversation(
     )
     path, hidden = services.conversation_window(conversation=conversation, size=size)
     _attach_calls(path, inline_last_only=True)
-    _attach_branch_controls(conversation, path, edit_form=edit_form, edit_target=edit_target)
+    _attach_branch_controls(
+        conversation,
+        path,
+        edit_form=edit_form,
+        edit_target=edit_target,
+        tool_results_form=tool_results_form,
+    )
     context = {
         "conversation": conversation,
         "path": path,

@@ -9,6 +9,7 @@ streams in.
 """
 
 import functools
+import re
 
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
@@ -23,11 +24,29 @@ IMPORT_FORM_OVERHEAD = 64 * 1024
 IMPORT_URL_NAME = "conversations_import"
 
 
+# The chat form's posts, which may carry a message's attachments.
+_MESSAGE_PATH = re.compile(r"^/c/[0-9a-f-]{36}/(send|stream)/$")
+
+
 def body_limit(path_info: str) -> int:
     """The largest body a request to `path_info` may have, in bytes."""
     if path_info == _import_path():
         return settings.MAX_IMPORT_BYTES + IMPORT_FORM_OVERHEAD
+    if _MESSAGE_PATH.match(path_info):
+        return settings.MAX_REQUEST_BYTES + settings.MAX_MESSAGE_ATTACHMENT_BYTES
     return settings.MAX_REQUEST_BYTES
+
+
+def file_limit(path_info: str) -> int:
+    """The largest file an upload to `path_info` may carry, in bytes.
+
+    A message's files are let through up to the whole body's limit, so that the
+    form can name the file and the limit it passed, with the typed text kept
+    (a stopped upload loses the fields after it).
+    """
+    if _MESSAGE_PATH.match(path_info):
+        return settings.MAX_MESSAGE_ATTACHMENT_BYTES + settings.MAX_REQUEST_BYTES
+    return settings.MAX_IMPORT_BYTES
 
 
 @functools.cache
@@ -77,14 +96,14 @@ class RequestBodyLimitMiddleware:
 
 
 class UploadLimitHandler(FileUploadHandler):
-    """Stops an uploaded file past MAX_IMPORT_BYTES while it streams in.
+    """Stops an uploaded file past its limit (file_limit) while it streams in.
 
     The rest is neither read nor spooled to disk; the form sees no file, and
     `upload_too_large(request)` says why.
     """
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
-        if start + len(raw_data) > settings.MAX_IMPORT_BYTES:
+        if start + len(raw_data) > file_limit(self.request.path_info):
             self.request.upload_too_large = True
             raise StopUpload(connection_reset=True)
         return raw_data

@@ -216,6 +216,11 @@ MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", default=2_621_440)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 MAX_IMPORT_BYTES = env.int("MAX_IMPORT_BYTES", default=10_485_760)
 MAX_IMPORT_CONVERSATIONS = env.int("MAX_IMPORT_CONVERSATIONS", default=1_000)
+# Files attached to a message (images and PDFs): per file, per message, and how many.
+# A message's form may carry MAX_MESSAGE_ATTACHMENT_BYTES beside MAX_REQUEST_BYTES.
+MAX_ATTACHMENT_BYTES = env.int("MAX_ATTACHMENT_BYTES", default=10_485_760)
+MAX_MESSAGE_ATTACHMENT_BYTES = env.int("MAX_MESSAGE_ATTACHMENT_BYTES", default=20_971_520)
+MAX_ATTACHMENTS_PER_MESSAGE = env.int("MAX_ATTACHMENTS_PER_MESSAGE", default=8)
 FILE_UPLOAD_HANDLERS = [
     "playground.body_limits.UploadLimitHandler",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",

@@ -191,3 +191,31 @@ def large_export(*, conversations: int, exchanges: int, body_bytes: int = 400) -
         )
     envelope = {"format": "playground.conversations", "version": 1, "conversations": documents}
     return json.dumps(envelope).encode()
+
+
+def png_bytes(width: int = 3, height: int = 2, *, seed: int = 0) -> bytes:
+    """A real PNG, `width` by `height` grey pixels (`seed` varies the bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = b"".join(
+        b"\x00" + bytes([(seed + x) % 256 for x in range(width)]) for _ in range(height)
+    )
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+PDF_BYTES = (
+    b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
+    b"2 0 obj << /Type /Pages /Kids [3 0 R] /Count 1 >> endobj\n"
+    b"3 0 obj << /Type /Page /Parent 2 0 R >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+)

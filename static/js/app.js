@@ -73,14 +73,78 @@ function replaceHtml(node, html) {
   return replacement;
 }
 
-// A `delta` event into the pending reply `node`: its text, never HTML.
+// A `delta` event into the pending reply `node`: its text, never HTML. With several
+// choices (n > 1), refusals or tool calls, `data.choices` has each choice's part; choices
+// after the first get a node of their own, made from the reply's, after it.
 function showDelta(node, data) {
-  node.querySelector(".badge").textContent = "Streaming";  // no longer "Waiting for the model"
-  if (data.content) node.querySelector("[data-stream-content]").append(data.content);
-  if (data.reasoning) {
-    node.querySelector("details.reasoning").hidden = false;
-    node.querySelector("[data-stream-reasoning]").append(data.reasoning);
+  if (!data.choices) {
+    appendText(node, data);
+    return;
   }
+  for (const [index, part] of Object.entries(data.choices)) {
+    appendText(choiceNode(node, Number(index)), part);
+  }
+}
+
+function appendText(node, part) {
+  node.querySelector(".badge").textContent = "Streaming";  // no longer "Waiting for the model"
+  if (part.content) node.querySelector("[data-stream-content]").append(part.content);
+  if (part.reasoning) {
+    node.querySelector("details.reasoning").hidden = false;
+    node.querySelector("[data-stream-reasoning]").append(part.reasoning);
+  }
+  if (part.refusal) {
+    node.querySelector("[data-stream-refusal-box]").hidden = false;
+    node.querySelector("[data-stream-refusal]").append(part.refusal);
+  }
+  for (const fragment of part.tool_calls || []) appendToolCall(node, fragment);
+}
+
+// Tool-call fragments are joined by their index: the first names the call, the rest
+// carry pieces of its arguments.
+function appendToolCall(node, fragment) {
+  const box = node.querySelector("[data-stream-tools]");
+  let card = box.querySelector(`[data-tool-index="${Number(fragment.index)}"]`);
+  if (!card) {
+    card = document.createElement("div");
+    card.className = "tool-card";
+    card.dataset.toolIndex = String(Number(fragment.index));
+    const title = document.createElement("p");
+    const label = document.createElement("strong");
+    label.textContent = "Tool call ";
+    const name = document.createElement("code");
+    name.className = "tool-name";
+    const id = document.createElement("span");
+    id.className = "muted small tool-id";
+    title.append(label, name, " ", id);
+    const args = document.createElement("pre");
+    args.className = "tool-arguments";
+    card.append(title, args);
+    box.append(card);
+  }
+  const fn = fragment.function || {};
+  if (fn.name) card.querySelector(".tool-name").textContent += fn.name;
+  if (fragment.id) card.querySelector(".tool-id").textContent = `id ${fragment.id}`;
+  if (fn.arguments) card.querySelector(".tool-arguments").append(fn.arguments);
+}
+
+function choiceNode(first, index) {
+  if (index === 0) return first;
+  const list = first.parentElement;
+  let node = list.querySelector(`[data-stream-choice="${index}"]`);
+  if (!node) {
+    node = first.cloneNode(true);
+    node.removeAttribute("id");
+    node.removeAttribute("data-message-url");
+    node.dataset.streamChoice = String(index);
+    node.querySelectorAll("[data-stream-content], [data-stream-reasoning], [data-stream-refusal], [data-stream-tools]")
+      .forEach((element) => { element.textContent = ""; });
+    const role = node.querySelector(".role");
+    if (role) role.textContent = `Assistant · choice ${index + 1}`;
+    const siblings = list.querySelectorAll("[data-stream-choice]");
+    (siblings.length ? siblings[siblings.length - 1] : first).after(node);
+  }
+  return node;
 }
 
 class ChatStreamer {
@@ -167,12 +231,19 @@ class ChatStreamer {
       });
       this.replyId = data.reply_id;
       this.showTitle(data.title);  // a first message names the conversation
-      if (this.clearMessage) this.message.value = "";
+      if (this.clearMessage) {
+        this.message.value = "";
+        clearAttachments(this.form);
+      }
       this.stop.hidden = false;
       this.replyNode.scrollIntoView({ block: "nearest" });
     } else if (event === "delta") {
       this.followingWhile(() => showDelta(this.replyNode, data));
     } else if (event === "done") {
+      if (data.reload) {  // several choices: the page shows them all, as saved
+        window.location.reload();
+        return;
+      }
       this.followingWhile(() => { this.replyNode = replaceHtml(this.replyNode, data.html); });
       this.showTitle(data.title);  // renamed meanwhile, perhaps in another tab
       const totals = document.getElementById("conversation-totals");
@@ -329,10 +400,12 @@ function setUpChatForm() {
       submitter.textContent = submitter.dataset.busyLabel;
     }
   });
-  // Edit forms (one per user message, also in messages added by a stream) stream too.
+  // Edit forms (one per message, also in messages added by a stream) and tool results
+  // stream too; an edited assistant message asks nothing of the model (no stream URL).
   document.addEventListener("submit", (event) => {
     const edit = event.target;
-    if (!streamer || !edit.classList.contains("edit-form") || edit.dataset.plain) return;
+    const streams = edit.classList.contains("edit-form") || edit.classList.contains("tool-results-form");
+    if (!streamer || !streams || !edit.dataset.streamUrl || edit.dataset.plain) return;
     event.preventDefault();
     if (edit.dataset.submitting || form.dataset.submitting) return;
     edit.dataset.submitting = form.dataset.submitting = "true";
@@ -374,8 +447,86 @@ document.addEventListener("toggle", (event) => {
   }
 }, true);  // toggle does not bubble
 
+// Attaching files: the file input works alone; with this, images pasted into the message
+// box or files dropped on the composer join it, and what is attached is listed, images
+// as thumbnails (data: URLs: the page loads nothing from elsewhere).
+function setUpAttachments() {
+  const form = document.getElementById("chat-form");
+  const input = form?.querySelector("input[type=file][name=attachments]");
+  if (!input || !window.DataTransfer) return;
+  const composer = form.querySelector(".composer");
+  const add = (files) => {
+    const all = new DataTransfer();
+    for (const file of input.files) all.items.add(file);
+    for (const file of files) all.items.add(file);
+    input.files = all.files;
+    showAttachments(form);
+  };
+  input.addEventListener("change", () => showAttachments(form));
+  form.querySelector("textarea[name=content]")?.addEventListener("paste", (event) => {
+    const files = [...(event.clipboardData?.files || [])];
+    if (!files.length) return;
+    event.preventDefault();
+    add(files);
+  });
+  composer.addEventListener("dragover", (event) => {
+    if ([...event.dataTransfer.types].includes("Files")) {
+      event.preventDefault();
+      composer.classList.add("dropping");
+    }
+  });
+  composer.addEventListener("dragleave", () => composer.classList.remove("dropping"));
+  composer.addEventListener("drop", (event) => {
+    if (!event.dataTransfer.files.length) return;
+    event.preventDefault();
+    composer.classList.remove("dropping");
+    add([...event.dataTransfer.files]);
+  });
+}
+
+function showAttachments(form) {
+  const input = form.querySelector("input[type=file][name=attachments]");
+  const list = form.querySelector("[data-attach-preview]");
+  if (!input || !list) return;
+  list.replaceChildren();
+  [...input.files].forEach((file, index) => {
+    const item = document.createElement("li");
+    if (file.type.startsWith("image/")) {
+      const image = document.createElement("img");
+      image.className = "thumb";
+      image.alt = file.name;
+      const reader = new FileReader();
+      reader.addEventListener("load", () => { image.src = reader.result; });
+      reader.readAsDataURL(file);
+      item.append(image);
+    }
+    const name = document.createElement("span");
+    name.textContent = ` ${file.name} (${Math.ceil(file.size / 1024)} KB) `;
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "link";
+    remove.textContent = "Remove";
+    remove.setAttribute("aria-label", `Remove ${file.name}`);
+    remove.addEventListener("click", () => {
+      const kept = new DataTransfer();
+      [...input.files].forEach((other, at) => { if (at !== index) kept.items.add(other); });
+      input.files = kept.files;
+      showAttachments(form);
+    });
+    item.append(name, remove);
+    list.append(item);
+  });
+}
+
+function clearAttachments(form) {
+  const input = form.querySelector("input[type=file][name=attachments]");
+  if (input) input.value = "";
+  showAttachments(form);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   setUpCopyButtons(document);
   followPendingReplies();
   setUpChatForm();
+  setUpAttachments();
 });
