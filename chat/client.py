@@ -275,11 +275,19 @@ def encode_body(payload: dict[str, Any]) -> bytes:
 
 def prepare_chat(payload: dict[str, Any]) -> PreparedCall:
     accept = "text/event-stream" if payload.get("stream") else "application/json"
-    headers = {"Content-Type": "application/json", "Accept": accept}
-    if settings.UPSTREAM_API_KEY:
-        headers["Authorization"] = f"Bearer {settings.UPSTREAM_API_KEY}"
+    headers = {"Content-Type": "application/json", "Accept": accept, **_key_header()}
     request = requests.Request("POST", chat_url(), headers=headers, data=encode_body(payload))
     return PreparedCall(_prepare(request))
+
+
+def _key_header() -> dict[str, str]:
+    """The key, for a request to the configured upstream's own endpoints, and only those.
+
+    Never for a URL the upstream hands us (a schema link may name another host), and
+    never after a redirect: none is followed (see _failed)."""
+    if settings.UPSTREAM_API_KEY:
+        return {"Authorization": f"Bearer {settings.UPSTREAM_API_KEY}"}
+    return {}
 
 
 def send_chat(call: PreparedCall) -> Completion:
@@ -883,7 +891,8 @@ def fetch_catalogue(*, etag: str | None) -> CatalogueResponse:
     """
     what = "The model list"
     started = time.monotonic()
-    headers = {"Accept": "application/json"}
+    # OpenAI, LiteLLM and vLLM (--api-key) list their models only to a caller with the key.
+    headers = {"Accept": "application/json", **_key_header()}
     if etag:
         headers["If-None-Match"] = etag
     request = requests.Request(
@@ -945,7 +954,8 @@ def fetch_json_document(url: str) -> dict[str, Any]:
     link comes from the upstream, never from a user, and even so a catalogue
     entry must not make the server call arbitrary hosts (SSRF). A page waits on
     this fetch, so it is bounded by UPSTREAM_FETCH_SECONDS as a whole, however
-    slowly the bytes come, and by UPSTREAM_MAX_SCHEMA_BYTES.
+    slowly the bytes come, and by UPSTREAM_MAX_SCHEMA_BYTES. It carries no key: the
+    URL is the catalogue's word, not the operator's.
     """
     if not is_upstream_url(url):
         raise UpstreamError("refused", "The schema link is not on the configured upstream.")
