@@ -11,6 +11,7 @@ summarised in shared/upstream/README.md).
 import asyncio
 import json
 import logging
+import math
 import re
 import ssl
 import threading
@@ -249,7 +250,12 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Completion:
-    """A successful non-streamed reply, raw and parsed."""
+    """A successful non-streamed reply, raw and parsed.
+
+    `choices` holds every choice the reply had, checked and in the shape of a
+    chat.completion's (see _Choice.assembled), sorted by index; `content`,
+    `reasoning` and `finish_reason` are choice 0's.
+    """
 
     http_status: int
     headers: dict[str, str]
@@ -260,8 +266,9 @@ class Completion:
     finish_reason: str
     usage: dict[str, Any] = field(default_factory=dict)
     usd_spent: Decimal | None = None
-    # Problems with accounting values (a NaN cost, 10**20 tokens): dropped, and said.
+    # Values dropped (a NaN cost, 10**20 tokens, a choice index out of range), and said.
     notes: tuple[str, ...] = ()
+    choices: tuple[dict[str, Any], ...] = ()
 
 
 def chat_url() -> str:
@@ -277,12 +284,20 @@ def prepare_chat(payload: dict[str, Any], *, body: bytes | None = None) -> Prepa
     """The request for `payload`, sent as `body` when given (the exact bytes: a raw
     body as typed, or one with its attachments put in), else as encode_body's."""
     accept = "text/event-stream" if payload.get("stream") is True else "application/json"
-    headers = {"Content-Type": "application/json", "Accept": accept}
-    if settings.UPSTREAM_API_KEY:
-        headers["Authorization"] = f"Bearer {settings.UPSTREAM_API_KEY}"
+    headers = {"Content-Type": "application/json", "Accept": accept, **_key_header()}
     data = encode_body(payload) if body is None else body
     request = requests.Request("POST", chat_url(), headers=headers, data=data)
     return PreparedCall(_prepare(request))
+
+
+def _key_header() -> dict[str, str]:
+    """The key, for a request to the configured upstream's own endpoints, and only those.
+
+    Never for a URL the upstream hands us (a schema link may name another host), and
+    never after a redirect: none is followed (see _failed)."""
+    if settings.UPSTREAM_API_KEY:
+        return {"Authorization": f"Bearer {settings.UPSTREAM_API_KEY}"}
+    return {}
 
 
 def send_chat(call: PreparedCall) -> Completion:
@@ -333,17 +348,22 @@ def send_chat(call: PreparedCall) -> Completion:
             "The upstream answered 200 but its body is not a JSON object; see the raw response.",
         )
     choices = data.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+    if not isinstance(choices, list) or not choices:
         raise failure(
             "empty", "The upstream answered 200 with no choices, so there is no reply to show."
         )
-    choice = choices[0]
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    choice_notes: list[str] = []
     try:
-        content = _text(message.get("content"), "The reply's content")
-        reasoning = _text(message.get("reasoning_content"), "The reply's reasoning_content")
+        replies = _reply_choices(choices, choice_notes)
     except BadValue as error:
         raise failure("bad_reply", f"{error}, so there is no reply to show.") from None
+    if not replies:
+        raise failure(
+            "empty",
+            "The upstream answered 200 with no message in its choices, so there is no reply "
+            "to show.",
+        )
+    first = replies.get(0) or _Choice(0)
     usage, usage_notes = clean_usage(data.get("usage"))
     cost, cost_notes = cost_reported(data, headers)
     return Completion(
@@ -351,14 +371,38 @@ def send_chat(call: PreparedCall) -> Completion:
         headers=headers,
         body=body,
         latency_ms=latency_ms,
-        content=content,
-        reasoning=reasoning,
-        # Accept values outside the documented enum (Claude answers "end_turn").
-        finish_reason=_bounded_str(choice.get("finish_reason"), FINISH_REASON_CHARS),
+        content=first.content,
+        reasoning=first.reasoning,
+        finish_reason=first.finish_reason,
         usage=usage,
         usd_spent=cost,
-        notes=(*usage_notes, *cost_notes),
+        notes=(*usage_notes, *cost_notes, *choice_notes),
+        choices=tuple(replies[index].assembled() for index in sorted(replies)),
     )
+
+
+def _reply_choices(choices: list[Any], notes: list[str]) -> dict[int, "_Choice"]:
+    """The choices of a non-streamed reply that hold a message, by index; BadValue for
+    text that is not text. What is ignored (a bad or repeated index) goes to `notes`."""
+    replies: dict[int, _Choice] = {}
+    most = settings.MAX_CHOICES
+    for position, entry in enumerate(choices):
+        if position >= most:
+            _note(notes, _too_many_choices())
+            break
+        index = _choice_index(entry, position, most, notes)
+        if index is None:
+            continue
+        if index in replies:
+            _note(notes, f"The upstream sent choice {index} twice; the second was ignored.")
+            continue
+        if not isinstance(entry.get("message"), dict):
+            continue
+        reply = _Choice(index)
+        reply.add(entry["message"], entry.get("logprobs"), notes, whole=True)
+        reply.finish(entry.get("finish_reason"))
+        replies[index] = reply
+    return replies
 
 
 def response_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -379,12 +423,22 @@ def _answered(
 
 @dataclass(frozen=True)
 class StreamEvent:
-    """One server-sent event as received, with what it added to the reply."""
+    """What one server-sent event added to one choice of the reply (an event that adds to
+    two choices gives two), each value checked as _Choice.add checks it.
+
+    `tool_calls` are the event's fragments, {"index", "id"?, "type"?, "function":
+    {"name"?, "arguments"?}}, joined by their index into the choice's calls;
+    `logprobs` its logprobs.content entries.
+    """
 
     raw: str
     at_ms: int  # since the request was sent
     content: str = ""
     reasoning: str = ""
+    choice: int = 0
+    refusal: str = ""
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    logprobs: tuple[dict[str, Any], ...] = ()
 
 
 class ChatStream:
@@ -393,7 +447,9 @@ class ChatStream:
     Reference: https://docs.aimlapi.com/capabilities/streaming-mode — chunks are
     `data: {json}` events; the end is `data: [DONE]` or the connection closing
     after a chunk with a finish_reason (Claude sends no [DONE]). Anything else
-    that ends the stream is a broken stream, never a finished answer.
+    that ends the stream is a broken stream, never a finished answer. With several
+    choices (n > 1) each chunk names the one it adds to by its index; the stream is
+    finished once each choice seen has its finish_reason.
 
     Bounded as it is read: UPSTREAM_MAX_REPLY_BYTES of decoded bytes (gzip
     undone by BoundedDecoder, never more than that), UPSTREAM_MAX_STREAM_SECONDS
@@ -410,9 +466,8 @@ class ChatStream:
         self.host = urlsplit(str(response.url)).netloc
         self.done = False  # [DONE] arrived
         self.raw_events: list[dict[str, Any]] = []
-        self._content: list[str] = []
-        self._reasoning: list[str] = []
-        self.finish_reason = ""
+        self._choices: dict[int, _Choice] = {}
+        self._choice_notes: list[str] = []  # values ignored in the choices (see _Choice)
         self.usage: dict[str, Any] = {}
         self.usd_spent: Decimal | None = None
         # Accounting values dropped (see clean_usage, cost_reported), for the call record.
@@ -434,15 +489,27 @@ class ChatStream:
 
     @property
     def content(self) -> str:
-        return _joined(self._content)
+        return self._first.content
 
     @property
     def reasoning(self) -> str:
-        return _joined(self._reasoning)
+        return self._first.reasoning
+
+    @property
+    def finish_reason(self) -> str:
+        return self._first.finish_reason
+
+    @property
+    def _first(self) -> "_Choice":
+        return self._choices.get(0) or _Choice(0)
+
+    def choices(self) -> list[dict[str, Any]]:
+        """Each choice seen, assembled as in a non-streamed reply, sorted by index."""
+        return [self._choices[index].assembled() for index in sorted(self._choices)]
 
     @property
     def notes(self) -> list[str]:
-        return self._usage_notes + self._cost_notes
+        return self._usage_notes + self._cost_notes + self._choice_notes
 
     def events(self) -> Iterator[StreamEvent]:
         yield from self._received(self._raw_events())
@@ -452,24 +519,29 @@ class ChatStream:
     def _received(self, raws: Iterable[str]) -> Iterator[StreamEvent]:
         """The events among `raws`, each recorded as received; nothing after [DONE]."""
         for raw in raws:
-            event = self._receive(raw)
+            events = self._receive(raw)
             if self.done:
                 return
-            if event is not None:
-                yield event
+            yield from events
 
-    def _receive(self, raw: str) -> StreamEvent | None:
-        """Record one event as received; the text it adds, if any (None for [DONE])."""
+    def _receive(self, raw: str) -> list[StreamEvent]:
+        """Record one event as received; what it adds to each choice (nothing for [DONE])."""
         self.raw_events.append({"at_ms": _elapsed_ms(self.started), "data": raw})
         if raw.strip() == "[DONE]":
             self.done = True
-            return None
-        event = self._apply(raw)
-        return event if event.content or event.reasoning else None
+            return []
+        return self._apply(raw)
 
     def _check_finished(self) -> None:
-        """The connection closed: a finish_reason must have come first."""
-        if not self.finish_reason:
+        """The connection closed: each choice's finish_reason must have come first."""
+        unfinished = [index for index, choice in self._choices.items() if not choice.finish_reason]
+        if unfinished and len(unfinished) < len(self._choices):
+            raise self._error(
+                "broken",
+                f"The stream ended without a finish_reason for choice {min(unfinished)} or "
+                "[DONE], so the reply is incomplete.",
+            )
+        if unfinished or not self._choices:
             raise self._error(
                 "broken",
                 "The stream ended without a finish_reason or [DONE], so the reply is incomplete.",
@@ -485,23 +557,19 @@ class ChatStream:
 
     def assembled(self) -> dict[str, Any]:
         """The chunks folded into the shape of a non-streamed chat.completion."""
-        message: dict[str, Any] = {"role": "assistant", "content": self.content}
-        if self._reasoning:
-            message["reasoning_content"] = self.reasoning
         result = {
             "id": self._last_chunk.get("id"),
             "object": "chat.completion",
             "model": self._last_chunk.get("model"),
-            "choices": [
-                {"index": 0, "message": message, "finish_reason": self.finish_reason or None}
-            ],
+            # A stream that added to no choice is still recorded with its (empty) reply.
+            "choices": self.choices() or [self._first.assembled()],
             "usage": self.usage or None,
         }
         if self.usd_spent is not None:
             result["meta"] = {"usage": {"usd_spent": str(self.usd_spent)}}
         return result
 
-    def _apply(self, raw: str) -> StreamEvent:
+    def _apply(self, raw: str) -> list[StreamEvent]:
         try:
             chunk = loads_bounded(raw)
         except ValueError as error:
@@ -526,29 +594,34 @@ class ChatStream:
             self.usd_spent = cost
         self._cost_notes += [note for note in cost_notes if note not in self._cost_notes]
         choices = chunk.get("choices")
-        choice = (
-            choices[0]
-            if isinstance(choices, list) and choices and isinstance(choices[0], dict)
-            else {}
-        )
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
-        try:
-            content = _text(delta.get("content"), "A chunk's content")
-            reasoning = _text(delta.get("reasoning_content"), "A chunk's reasoning_content")
-        except BadValue as error:
-            raise self._error("bad_reply", f"{error}; the text received so far is kept.") from None
-        event = StreamEvent(
-            raw=raw, at_ms=_elapsed_ms(self.started), content=content, reasoning=reasoning
-        )
-        if (content or reasoning) and self.first_token_ms is None:
-            self.first_token_ms = event.at_ms
-        if content:
-            self._content.append(content)
-        if reasoning:
-            self._reasoning.append(reasoning)
-        if finish_reason := _bounded_str(choice.get("finish_reason"), FINISH_REASON_CHARS):
-            self.finish_reason = finish_reason
-        return event
+        if not isinstance(choices, list):
+            return []
+        at_ms = _elapsed_ms(self.started)
+        events = []
+        most = settings.MAX_CHOICES
+        for position, entry in enumerate(choices):
+            if position >= most:
+                _note(self._choice_notes, _too_many_choices())
+                break
+            index = _choice_index(entry, position, most, self._choice_notes)
+            if index is None:
+                continue
+            choice = self._choices.get(index)
+            if choice is None:
+                choice = self._choices[index] = _Choice(index)
+            delta = entry.get("delta") if isinstance(entry.get("delta"), dict) else {}
+            try:
+                added = choice.add(delta, entry.get("logprobs"), self._choice_notes, whole=False)
+            except BadValue as error:
+                raise self._error(
+                    "bad_reply", f"{error}; the text received so far is kept."
+                ) from None
+            choice.finish(entry.get("finish_reason"))
+            if any(added.values()):
+                events.append(StreamEvent(raw=raw, at_ms=at_ms, choice=index, **added))
+        if events and self.first_token_ms is None:
+            self.first_token_ms = at_ms
+        return events
 
     def _raw_events(self) -> Iterator[str]:
         """The data of each event, as bytes arrive (read1 does not wait for a full buffer)."""
@@ -886,7 +959,8 @@ def fetch_catalogue(*, etag: str | None) -> CatalogueResponse:
     """
     what = "The model list"
     started = time.monotonic()
-    headers = {"Accept": "application/json"}
+    # OpenAI, LiteLLM and vLLM (--api-key) list their models only to a caller with the key.
+    headers = {"Accept": "application/json", **_key_header()}
     if etag:
         headers["If-None-Match"] = etag
     request = requests.Request(
@@ -948,7 +1022,8 @@ def fetch_json_document(url: str) -> dict[str, Any]:
     link comes from the upstream, never from a user, and even so a catalogue
     entry must not make the server call arbitrary hosts (SSRF). A page waits on
     this fetch, so it is bounded by UPSTREAM_FETCH_SECONDS as a whole, however
-    slowly the bytes come, and by UPSTREAM_MAX_SCHEMA_BYTES.
+    slowly the bytes come, and by UPSTREAM_MAX_SCHEMA_BYTES. It carries no key: the
+    URL is the catalogue's word, not the operator's.
     """
     if not is_upstream_url(url):
         raise UpstreamError("refused", "The schema link is not on the configured upstream.")
@@ -1407,6 +1482,10 @@ def _kind(value: Any) -> str:
         return "a boolean"
     if isinstance(value, int | float):
         return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
     return "an object" if isinstance(value, dict) else "a list" if isinstance(value, list) else "?"
 
 
@@ -1440,6 +1519,383 @@ def _shown(value: Any) -> str:
 
 def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKEN_COUNT
+
+
+# --- Choices: every choice of a reply, checked where it enters -----------------
+# A reply (or a stream) holds up to MAX_CHOICES choices, each with its text, refusal,
+# tool calls, logprobs and annotations. Text is bounded by the reply's size alone, as
+# content always was; everything else by count, and short values by length, so what
+# is kept grows no faster than the bytes read. A value of the wrong shape is dropped
+# with a note on the call record (at most MAX_NOTES of them); text that is not text
+# ends the reply, as it does for content.
+
+# More than any reply asks for; a delta names each call once.
+MAX_TOOL_CALLS = 128
+TOOL_TYPE_CHARS = 64
+# OpenAI's own maximum for top_logprobs.
+MAX_TOP_LOGPROBS = 20
+# One entry per token: MAX_OUTPUT_TOKENS' default.
+MAX_LOGPROB_TOKENS = 65_536
+TOKEN_CHARS = 1_000
+MAX_TOKEN_BYTES = 4 * TOKEN_CHARS
+MAX_ANNOTATIONS = 128
+# An annotation (a url_citation, say) is a small object: deeper levels, longer lists and
+# longer strings than these are cut.
+ANNOTATION_DEPTH = 6
+ANNOTATION_ITEMS = 64
+ANNOTATION_TEXT_CHARS = 4_000
+MAX_NOTES = 20
+# Numbers a float holds exactly, and JSON readers in browsers read back unchanged.
+MAX_SAFE_INTEGER = 2**53
+
+
+def _note(notes: list[str], note: str) -> None:
+    """Add a note once; a hostile stream repeating a bad value must not grow the list."""
+    if note not in notes and len(notes) < MAX_NOTES:
+        notes.append(note)
+
+
+def _too_many_choices() -> str:
+    return (
+        f"The upstream sent more than {settings.MAX_CHOICES} choices at once (MAX_CHOICES); "
+        "the rest were ignored."
+    )
+
+
+def _choice_index(entry: Any, position: int, most: int, notes: list[str]) -> int | None:
+    """The index a choice names (its position when it names none), or None to ignore it."""
+    if not isinstance(entry, dict):
+        _note(notes, f"The upstream sent a choice that is {_kind(entry)}; it was ignored.")
+        return None
+    index = entry.get("index")
+    if index is None:
+        return position
+    if isinstance(index, bool) or not isinstance(index, int):
+        _note(
+            notes,
+            f"The upstream sent a choice whose index is {_shown(index)}, not a whole number; "
+            "it was ignored.",
+        )
+        return None
+    if not 0 <= index < most:
+        _note(
+            notes,
+            f"The upstream sent a choice with index {_shown(index)}, outside 0 to "
+            f"{most - 1} (MAX_CHOICES); it was ignored.",
+        )
+        return None
+    return index
+
+
+class _ToolCall:
+    """One tool call, from its fragments: the first id, type and name given; the
+    arguments joined (each fragment carries the next piece)."""
+
+    def __init__(self) -> None:
+        self.id = self.type = self.name = ""
+        self.arguments: list[str] = []
+
+    def add(self, fragment: dict[str, Any]) -> None:
+        self.id = self.id or fragment.get("id", "")
+        self.type = self.type or fragment.get("type", "")
+        function = fragment["function"]
+        self.name = self.name or function.get("name", "")
+        if "arguments" in function:
+            self.arguments.append(function["arguments"])
+
+    def assembled(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type or "function",
+            "function": {"name": self.name, "arguments": _joined(self.arguments)},
+        }
+
+
+class _Choice:
+    """One choice of a reply, assembled from its message or from a stream's deltas.
+
+    Text is kept in pieces, joined when asked for (see _joined): a stream costs its
+    length once, however many deltas it comes in.
+    """
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        # How a bad value's message names this choice, in a message or in a delta.
+        named = f" choice {index}" if index else ""
+        self._owners = {True: f"The reply's{named}", False: f"A chunk's{named}"}
+        self._content: list[str] = []
+        self._reasoning: list[str] = []
+        self._refusal: list[str] = []
+        self.tool_calls: dict[int, _ToolCall] = {}
+        self.logprobs: list[dict[str, Any]] = []
+        self.annotations: list[Any] = []
+        self.finish_reason = ""
+
+    @property
+    def content(self) -> str:
+        return _joined(self._content)
+
+    @property
+    def reasoning(self) -> str:
+        return _joined(self._reasoning)
+
+    @property
+    def refusal(self) -> str:
+        return _joined(self._refusal)
+
+    def add(
+        self, part: dict[str, Any], logprobs: Any, notes: list[str], *, whole: bool
+    ) -> dict[str, Any]:
+        """Fold in a message (`whole`) or a delta, and the choice's `logprobs`; what it added,
+        as StreamEvent fields. BadValue, before anything is kept, for text that is not text."""
+        owner = self._owners[whole]
+        content = _text(part.get("content"), f"{owner} content")
+        reasoning = _text(part.get("reasoning_content"), f"{owner} reasoning_content")
+        refusal = _text(part.get("refusal"), f"{owner} refusal")
+        for pieces, text in (
+            (self._content, content),
+            (self._reasoning, reasoning),
+            (self._refusal, refusal),
+        ):
+            if text:
+                pieces.append(text)
+        # Most deltas hold text alone: the rest is looked at only when it is there.
+        fragments: list[dict[str, Any]] = []
+        if (tool_calls := part.get("tool_calls")) is not None:
+            fragments = self._add_tool_calls(_tool_fragments(tool_calls, notes, whole), notes)
+        entries: list[dict[str, Any]] = []
+        if logprobs is not None:
+            entries = _logprob_entries(logprobs, notes, MAX_LOGPROB_TOKENS - len(self.logprobs))
+            self.logprobs += entries
+        if (annotations := part.get("annotations")) is not None:
+            self.annotations += _annotations(
+                annotations, notes, MAX_ANNOTATIONS - len(self.annotations)
+            )
+        return {
+            "content": content,
+            "reasoning": reasoning,
+            "refusal": refusal,
+            "tool_calls": tuple(fragments),
+            "logprobs": tuple(entries),
+        }
+
+    def finish(self, value: Any) -> None:
+        # Accept values outside the documented enum (Claude answers "end_turn"); a later
+        # chunk without one (a usage chunk) does not undo it.
+        if finish_reason := _bounded_str(value, FINISH_REASON_CHARS):
+            self.finish_reason = finish_reason
+
+    def _add_tool_calls(
+        self, fragments: list[dict[str, Any]], notes: list[str]
+    ) -> list[dict[str, Any]]:
+        """Join each fragment into the call its index names; the fragments joined, indexed."""
+        joined = []
+        for fragment in fragments:
+            if fragment["index"] is None:
+                fragment["index"] = self._index_for(fragment.get("id"))
+            if fragment["index"] >= MAX_TOOL_CALLS:
+                _note(notes, _too_many_tool_calls())
+                continue
+            call = self.tool_calls.get(fragment["index"])
+            if call is None:
+                call = self.tool_calls[fragment["index"]] = _ToolCall()
+            call.add(fragment)
+            joined.append(fragment)
+        return joined
+
+    def _index_for(self, call_id: str | None) -> int:
+        """The call a fragment without an index belongs to (some servers send none): the
+        one with its id, else a new one when it brings an id, else the latest."""
+        if call_id:
+            known = (index for index, call in self.tool_calls.items() if call.id == call_id)
+            return next(known, max(self.tool_calls, default=-1) + 1)
+        return max(self.tool_calls, default=0)
+
+    def assembled(self) -> dict[str, Any]:
+        """The choice as a non-streamed chat.completion has it."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if not self._content and (self.tool_calls or self._refusal):
+            message["content"] = None  # as OpenAI sends a reply that is only calls
+        if self._reasoning:
+            message["reasoning_content"] = self.reasoning
+        if self._refusal:
+            message["refusal"] = self.refusal
+        if self.tool_calls:
+            message["tool_calls"] = [
+                self.tool_calls[index].assembled() for index in sorted(self.tool_calls)
+            ]
+        if self.annotations:
+            message["annotations"] = list(self.annotations)
+        choice = {
+            "index": self.index,
+            "message": message,
+            "finish_reason": self.finish_reason or None,
+        }
+        if self.logprobs:
+            choice["logprobs"] = {"content": list(self.logprobs)}
+        return choice
+
+
+def _tool_fragments(value: Any, notes: list[str], whole: bool) -> list[dict[str, Any]]:
+    """A message's tool calls (`whole`: each one complete, indexed by position) or a
+    delta's fragments, checked; "index" is None for a fragment that gives none."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        _note(notes, f"The upstream sent tool_calls that are {_kind(value)}; they were ignored.")
+        return []
+    fragments = []
+    for position, item in enumerate(value):
+        if position >= MAX_TOOL_CALLS:
+            _note(notes, _too_many_tool_calls())
+            break
+        if not isinstance(item, dict):
+            _note(notes, f"The upstream sent a tool call that is {_kind(item)}; it was ignored.")
+            continue
+        index = position if whole else item.get("index")
+        if index is not None and (
+            isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < MAX_TOOL_CALLS
+        ):
+            _note(
+                notes,
+                f"The upstream sent a tool call with index {_shown(index)}, not one of 0 to "
+                f"{MAX_TOOL_CALLS - 1}; it was ignored.",
+            )
+            continue
+        fragment: dict[str, Any] = {"index": index}
+        for key, limit in (("id", ID_CHARS), ("type", TOOL_TYPE_CHARS)):
+            if isinstance(item.get(key), str):
+                fragment[key] = _bounded_str(item[key], limit)
+        fragment["function"] = _tool_function(item.get("function"), notes)
+        fragments.append(fragment)
+    return fragments
+
+
+def _too_many_tool_calls() -> str:
+    return (
+        f"The upstream sent more than {MAX_TOOL_CALLS} tool calls for one choice; "
+        "the rest were ignored."
+    )
+
+
+def _tool_function(value: Any, notes: list[str]) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        _note(notes, f"The upstream sent a tool call function that is {_kind(value)}; ignored.")
+        return {}
+    function = {}
+    if isinstance(value.get("name"), str):
+        function["name"] = _bounded_str(value["name"], ID_CHARS)
+    arguments = value.get("arguments")
+    if isinstance(arguments, str):
+        function["arguments"] = storable.text(arguments)
+    elif isinstance(arguments, dict):
+        # Some servers (Ollama) send the arguments as an object, not as its JSON text.
+        function["arguments"] = storable.text(encode_body(arguments).decode())
+    elif arguments is not None:
+        _note(
+            notes,
+            f"The upstream sent tool call arguments that are {_kind(arguments)}, not text; "
+            "they were ignored.",
+        )
+    return function
+
+
+def _logprob_entries(value: Any, notes: list[str], room: int) -> list[dict[str, Any]]:
+    """A choice's logprobs.content entries, checked; at most `room` of them."""
+    if value is None:
+        return []
+    content = value.get("content") if isinstance(value, dict) else None
+    if not isinstance(value, dict) or not isinstance(content, list | None):
+        _note(notes, "The upstream sent logprobs of the wrong shape; they were ignored.")
+        return []
+    entries = []
+    for item in content or ():
+        if len(entries) >= room:
+            _note(
+                notes,
+                f"The upstream sent logprobs for more than {MAX_LOGPROB_TOKENS} tokens of one "
+                "choice; the rest were ignored.",
+            )
+            break
+        entry = _logprob(item)
+        if entry is None:
+            _note(notes, "The upstream sent a logprobs entry of the wrong shape; it was ignored.")
+            continue
+        tops = item.get("top_logprobs")
+        top = (
+            [_logprob(other) for other in tops[:MAX_TOP_LOGPROBS]] if isinstance(tops, list) else []
+        )
+        entry["top_logprobs"] = [other for other in top if other is not None]
+        entries.append(entry)
+    return entries
+
+
+def _logprob(item: Any) -> dict[str, Any] | None:
+    """{"token", "logprob", "bytes"} from one entry, or None when it is not one."""
+    if not isinstance(item, dict) or not isinstance(item.get("token"), str):
+        return None
+    logprob = item.get("logprob")
+    if not _is_finite_number(logprob):
+        return None
+    token_bytes = item.get("bytes")
+    if not (
+        isinstance(token_bytes, list)
+        and len(token_bytes) <= MAX_TOKEN_BYTES
+        and all(type(byte) is int and 0 <= byte <= 255 for byte in token_bytes)
+    ):
+        token_bytes = None
+    return {
+        "token": storable.text(item["token"][:TOKEN_CHARS]),
+        "logprob": logprob,
+        "bytes": token_bytes,
+    }
+
+
+def _is_finite_number(value: Any) -> bool:
+    """A JSON number a database and a browser read back as it was: no NaN, no 10**400."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return type(value) is int and abs(value) <= MAX_SAFE_INTEGER
+
+
+def _annotations(value: Any, notes: list[str], room: int) -> list[Any]:
+    """A message's or delta's annotations (url citations, say), each cut to a small object."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        _note(notes, f"The upstream sent annotations that are {_kind(value)}; they were ignored.")
+        return []
+    if len(value) > room:
+        _note(
+            notes,
+            f"The upstream sent more than {MAX_ANNOTATIONS} annotations for one choice; "
+            "the rest were ignored.",
+        )
+    kept = [_small_json(item, ANNOTATION_DEPTH) for item in value[: max(room, 0)]]
+    return [item for item in kept if isinstance(item, dict)]
+
+
+def _small_json(value: Any, depth: int) -> Any:
+    """`value` cut to `depth` levels, ANNOTATION_ITEMS items and ANNOTATION_TEXT_CHARS a
+    string, storable; a number that does not read back as itself becomes None."""
+    if isinstance(value, str):
+        return storable.text(value[:ANNOTATION_TEXT_CHARS])
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value if _is_finite_number(value) else None
+    if depth <= 0:
+        return None
+    if isinstance(value, list):
+        return [_small_json(item, depth - 1) for item in value[:ANNOTATION_ITEMS]]
+    if isinstance(value, dict):
+        return {
+            storable.text(key[:ID_CHARS]): _small_json(item, depth - 1)
+            for key, item in list(value.items())[:ANNOTATION_ITEMS]
+        }
+    return None
 
 
 def clean_usage(usage: Any) -> tuple[dict[str, Any], list[str]]:

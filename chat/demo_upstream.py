@@ -18,6 +18,8 @@ Endpoints (each also without the ``/v1`` prefix)
 ``GET /v1/models``
     The AI/ML API catalogue shape (``data[].id/aliases/type/info/tags``) with ``ETag`` and
     ``If-None-Match`` (304). The header ``X-Demo-Models-Shape: openai`` asks for OpenAI's shape.
+    With ``models_api_key`` set, only ``Authorization: Bearer <that key>`` is answered, anything
+    else gets an OpenAI-style 401 (as OpenAI, LiteLLM and ``vllm --api-key`` do).
 ``POST /v1/chat/completions``
     Any model id is answered. ``Authorization: Bearer demo-invalid-key`` gets a 401, any other
     key (or none) is accepted. ``"stream": true`` answers with server-sent events.
@@ -1570,6 +1572,18 @@ class _Handler(BaseHTTPRequestHandler):
         if self.upstream.models_status:
             self._send_error(self.upstream.models_status)
             return
+        key = self.upstream.models_api_key
+        if key and self.headers.get("Authorization", "").strip() != f"Bearer {key}":
+            # OpenAI's own 401 body, which LiteLLM and vLLM imitate.
+            error = {
+                "message": "Incorrect API key provided. You must send your API key in an "
+                "Authorization header (Bearer).",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "invalid_api_key",
+            }
+            self._send_json(401, {"error": error})
+            return
         fault = self._catalogue_fault()
         if fault is None:
             return
@@ -2068,6 +2082,7 @@ class DemoUpstream:
         # to answer instead, and models added to it (which changes its ETag).
         self.models_shape = ""
         self.models_status: int | None = None
+        self.models_api_key = ""  # when set, GET /models needs it
         self.extra_models: list[dict[str, Any]] = []
         # A hostile catalogue or schema documents (see parse_catalogue_fault); "" for none.
         self.catalogue_fault = ""
@@ -2106,6 +2121,7 @@ class DemoUpstream:
             self._scripts.clear()
         self.models_shape = ""
         self.models_status = None
+        self.models_api_key = ""
         self.extra_models = []
         self.catalogue_fault = ""
         self.catalogue_entries = None
