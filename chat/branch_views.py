@@ -7,6 +7,7 @@ events (400: submit the form normally; 409: this submit already has a reply).
 
 import uuid
 
+from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -186,6 +187,9 @@ def tool_results_send(
     chat_form = ChatForm(
         initial={**ParametersForm.initial_for(conversation), "idempotency_key": uuid.uuid4().hex}
     )
+    if not reply.tool_calls:  # no tool results form on the page to show its error
+        for error in form.non_field_errors():
+            flash.error(request, error)
     return render_conversation(
         request, conversation, chat_form, tool_results_form=form, edit_target=reply, status=400
     )
