@@ -1,10 +1,15 @@
-"""Stored text made readable, within limits: indented JSON, or the text as received.
+"""Stored calls shown on a page: the exact text first, and a formatted view beside it.
+
+A call's record shows each body exactly as sent or received (`raw_text`, through
+`shown_exact`); indented JSON is a second view, labelled as not the bytes
+(`formatted_body`), so what is read as "the request" is never a re-encoding of it.
 
 Formatting must never cost much more than the text itself. Indenting JSON repeats
 its depth on every line (18 KB nested 9,000 deep become 162 MB), so the depth is
 checked before anything is indented, without recursion, and the indented text is
-built only up to a size. Past either limit the exact text is shown, escaped, with
-a note saying why; the owner's download links still give it byte for byte.
+built only up to a size. Past either limit there is no formatted view, only a note
+saying why (the exact text is beside it); the owner's download links still give it
+byte for byte.
 
 A page shows at most MAX_SHOWN_CHARS of one stored body (as received, or the stream's
 events): a reply may be megabytes (up to UPSTREAM_MAX_REPLY_BYTES), and a page of it
@@ -80,6 +85,16 @@ def shown_note(shown: int, total: int, unit: str, download_url: str) -> SafeStri
     )
 
 
+def shown_exact(text: str, limit: int) -> SafeString:
+    """What a page shows of a stored body as its exact text: the first `limit`
+    characters, escaped.
+
+    The one place that decides it, for every page that shows a call (the
+    inspector, the call page, share pages), so that a change to what is shown
+    (say, long runs cut out and named in their place) is made once."""
+    return escape(text[:limit])
+
+
 def raw_text(
     text: str | None, download_url: str = "", css_class: str = "raw", total: int | None = None
 ) -> SafeString:
@@ -88,39 +103,71 @@ def raw_text(
     `total` is the whole text's length when `text` is already only its beginning."""
     text, limit = text or "", settings.MAX_SHOWN_CHARS
     total = total_length(text) if total is None else total
-    pre = format_html('<pre class="{}">{}</pre>', css_class, text[:limit])
+    pre = format_html('<pre class="{}">{}</pre>', css_class, shown_exact(text, limit))
     if total <= limit:
         return pre
     return pre + shown_note(limit, total, "characters", download_url)
 
 
-def _shown_as_received(
+def _shown_unindented(
     text: str, reason: str, download_url: str, total: int | None = None
 ) -> SafeString:
-    note = format_html('<p class="format-note">Shown as received: {}.</p>', reason)
-    return note + raw_text(text, download_url, "as-received", total)
+    note = format_html('<p class="format-note">Shown unindented: {}.</p>', reason)
+    return note + raw_text(text, download_url, "unindented", total)
+
+
+NOT_JSON = "not JSON"
+
+
+def _indented_text(text: str) -> tuple[str | None, str]:
+    """JSON text indented for reading, or None and the reason it is not."""
+    limit, depth_limit = settings.MAX_FORMAT_CHARS, settings.MAX_FORMAT_DEPTH
+    if total_length(text) > limit:
+        return None, too_large(limit)
+    try:
+        value = json.loads(text)
+    except RecursionError:  # nested deeper than the parser goes
+        return None, too_deep(depth_limit)
+    except ValueError:
+        return None, NOT_JSON
+    if nests_deeper_than(value, depth_limit):
+        return None, too_deep(depth_limit)
+    indented = _indented(value, limit)
+    return indented, "" if indented is not None else too_large(limit)
+
+
+EMPTY_BODY_NOTE = mark_safe('<p class="format-note">No formatted view: the body is empty.</p>')
+
+
+def formatted_body(text: str | None) -> SafeString:
+    """The formatted view of a body shown exactly beside it: the JSON indented, in a
+    <pre>, or a note saying why there is none (not JSON, or past MAX_FORMAT_CHARS or
+    MAX_FORMAT_DEPTH); the exact text is never repeated here."""
+    if not text:
+        return EMPTY_BODY_NOTE
+    indented, reason = _indented_text(text)
+    if indented is None:
+        return format_html('<p class="format-note">No formatted view: {}.</p>', reason)
+    return format_html('<pre class="json">{}</pre>', indented)
 
 
 def format_json(value: str | dict | list | None, download_url: str = "") -> SafeString:
-    """JSON text (or a decoded value) indented for reading, in a <pre>.
+    """A value the app built (a streamed call's assembled response), indented, in a <pre>.
 
-    Text that is not JSON is shown unchanged; JSON deeper than MAX_FORMAT_DEPTH,
-    or larger than MAX_FORMAT_CHARS before or after indenting, as received. Text shown
-    unindented stops at MAX_SHOWN_CHARS, with a note (and `download_url`, for the rest).
+    Text that is not JSON is shown unchanged; JSON deeper than MAX_FORMAT_DEPTH, or
+    larger than MAX_FORMAT_CHARS before or after indenting, unindented, since this is
+    its only view. Text shown unindented stops at MAX_SHOWN_CHARS, with a note (and
+    `download_url`, for the rest).
     """
-    limit, depth_limit = settings.MAX_FORMAT_CHARS, settings.MAX_FORMAT_DEPTH
     if isinstance(value, str) or value is None:
         text = value or ""
-        if total_length(text) > limit:
-            return _shown_as_received(text, too_large(limit), download_url)
-        try:
-            value = json.loads(text)
-        except RecursionError:  # nested deeper than the parser goes
-            return _shown_as_received(text, too_deep(depth_limit), download_url)
-        except ValueError:
+        indented, reason = _indented_text(text)
+        if indented is not None:
+            return format_html('<pre class="json">{}</pre>', indented)
+        if reason == NOT_JSON:
             return raw_text(text, download_url, "json")
-    else:
-        text = None  # the received text of a decoded value is its compact form
+        return _shown_unindented(text, reason, download_url)
+    limit, depth_limit = settings.MAX_FORMAT_CHARS, settings.MAX_FORMAT_DEPTH
     if nests_deeper_than(value, depth_limit):
         reason = too_deep(depth_limit)
     else:
@@ -128,10 +175,8 @@ def format_json(value: str | dict | list | None, download_url: str = "") -> Safe
         if indented is not None:
             return format_html('<pre class="json">{}</pre>', indented)
         reason = too_large(limit)
-    if text is not None:
-        return _shown_as_received(text, reason, download_url)
     head, total = _compact(value, settings.MAX_SHOWN_CHARS)
-    return _shown_as_received(head, reason, download_url, total)
+    return _shown_unindented(head, reason, download_url, total)
 
 
 def stream_event_rows(events: list[dict], download_url: str = "") -> SafeString:

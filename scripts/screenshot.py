@@ -114,7 +114,7 @@ def take_screenshot(base_url: str, output: Path) -> None:
             expect(reply.locator("strong", has_text="Demo reply")).to_be_visible()
             inspector = reply.locator("details.inspector")
             inspector.locator(":scope > summary").click()
-            expect(inspector.locator("pre.json").first).to_be_visible()
+            expect(inspector.locator("pre.raw").first).to_be_visible()
 
             # From the top bar to the end of the request: the conversation, the reply and
             # the inspector (metrics and the exact request body) in one picture.

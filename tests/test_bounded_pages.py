@@ -95,8 +95,6 @@ def test_it_shows_the_call_page_of_an_8_mb_reply_in_part_with_the_download_link(
     response = alice_client.get(reverse("call_detail", args=[huge_call.public_id]))
 
     page = assert_bounded(response, owner_link=download_url(huge_call))
-    total = len(huge_call.response_body)
-    assert f"Showing the first 65,536 of {total:,} characters." in page
     events = len(huge_call.stream_events)
     assert f"of {events:,} events" in page
 
@@ -123,7 +121,7 @@ def test_it_still_shows_a_small_replys_inspector_in_the_page(alice_client, conve
 
     page = alice_client.get(conversation.get_absolute_url()).content.decode()
 
-    assert '<table class="stream-events">' in page or "<summary>Body</summary>" in page
+    assert '<table class="stream-events">' in page or "<summary>Body, exactly as received" in page
     assert "data-record-url" not in page
     assert "Showing the first" not in page
 

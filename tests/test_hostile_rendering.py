@@ -1,6 +1,7 @@
 """Rendering hostile model output and stored records: never a huge page, never a frozen worker.
 
-Deep JSON is shown as received, not re-indented with the square of its depth;
+Deep JSON is shown exactly, with no formatted view, not re-indented with the square
+of its depth;
 code is highlighted only within a size and time budget; the final render of a
 streamed reply runs off the database thread every stream waits on; and a
 reply's HTML is cached, so a public share page does not render it per view.
@@ -57,13 +58,13 @@ def get_timed(client: Client, url: str):
     return response, time.perf_counter() - start
 
 
-def assert_shown_as_received(response, seconds: float) -> None:
+def assert_shown_exactly(response, seconds: float) -> None:
     page = response.content.decode()
     assert response.status_code == 200
     assert seconds < 2, f"{seconds:.1f} s"
     assert len(response.content) < 300_000, f"{len(response.content):,} bytes"
-    assert DEEP_JSON in page  # the exact text, unformatted
-    assert "Shown as received: too deep to format" in page
+    assert DEEP_JSON in page  # the exact text
+    assert "No formatted view: too deep to format" in page
 
 
 @pytest.mark.django_db
@@ -74,7 +75,7 @@ def test_the_share_page_of_a_call_holding_deep_json_is_small_quick_and_exact(
 
     response, seconds = get_timed(Client(), share.get_absolute_url())
 
-    assert_shown_as_received(response, seconds)
+    assert_shown_exactly(response, seconds)
 
 
 @pytest.mark.django_db
@@ -83,7 +84,7 @@ def test_the_conversation_page_of_a_call_holding_deep_json_is_small_quick_and_ex
 ):
     response, seconds = get_timed(alice_client, conversation.get_absolute_url())
 
-    assert_shown_as_received(response, seconds)
+    assert_shown_exactly(response, seconds)
 
 
 @pytest.mark.django_db
@@ -92,13 +93,13 @@ def test_the_call_page_of_a_call_holding_deep_json_is_small_quick_and_exact(
 ):
     response, seconds = get_timed(alice_client, reverse("call_detail", args=[deep_call.public_id]))
 
-    assert_shown_as_received(response, seconds)
+    assert_shown_exactly(response, seconds)
     download = alice_client.get(reverse("call_download", args=[deep_call.public_id, "response"]))
     assert download.content.decode() == DEEP_JSON  # and downloadable as it is
 
 
 @pytest.mark.django_db
-def test_a_streamed_call_whose_assembled_response_is_deep_shows_it_as_received(
+def test_a_streamed_call_whose_assembled_response_is_deep_shows_it_unindented(
     alice_client, conversation
 ):
     """Stored as JSON, so as deep as the database takes (SQLite: under 1,000 levels)."""
@@ -112,11 +113,11 @@ def test_a_streamed_call_whose_assembled_response_is_deep_shows_it_as_received(
     assert response.status_code == 200
     assert len(response.content) < 300_000, f"{len(response.content):,} bytes"
     assert deep in page
-    assert "Shown as received: too deep to format" in page
+    assert "Shown unindented: too deep to format" in page
 
 
 @pytest.mark.django_db
-def test_json_a_little_too_large_to_format_is_shown_as_received(
+def test_json_a_little_too_large_to_format_is_shown_only_exactly(
     alice_client, conversation, settings
 ):
     settings.MAX_FORMAT_CHARS = 1_000
@@ -126,8 +127,8 @@ def test_json_a_little_too_large_to_format_is_shown_as_received(
 
     page = alice_client.get(conversation.get_absolute_url()).content.decode()
 
-    assert "Shown as received: too large to format" in page
-    assert body.replace('"', "&quot;") in page
+    assert "No formatted view: too large to format" in page
+    assert page.count(body.replace('"', "&quot;")) == 1
 
 
 def test_a_48_kb_usd_fence_renders_within_a_second():

@@ -83,7 +83,8 @@ def test_it_records_the_stream_for_the_inspector(alice_client, conversation, ups
     assert call.usd_spent is not None
     assert call.request_body.encode() == upstream.chat_requests()[0].body
     page = alice_client.get(reverse("call_detail", args=[call.public_id])).content.decode()
-    assert "server-sent events, as received" in page and "Assembled response" in page
+    assert "server-sent events, as received" in page
+    assert "Formatted: the chunks assembled into one response (not the bytes received)" in page
 
 
 def test_the_inspector_lists_every_event_with_its_time(alice_client, conversation, upstream):

@@ -20,9 +20,15 @@ def stream_event_rows(events: list[dict], download_url: str = "") -> SafeString:
 
 @register.filter
 def formatted_json(value: str | dict | list | None, download_url: str = "") -> SafeString:
-    """A <pre> of indented JSON, or of the text as received past the formatting limits
+    """A <pre> of indented JSON, or of the text unindented past the formatting limits
     (up to the display bound, then a note with `download_url`)."""
     return formatting.format_json(value, download_url)
+
+
+@register.filter
+def formatted_body(text: str | None) -> SafeString:
+    """The formatted view beside a body shown exactly: indented JSON, or why there is none."""
+    return formatting.formatted_body(text)
 
 
 @register.filter

@@ -49,23 +49,33 @@ def test_it_signs_up_chats_inspects_the_call_and_copies_the_python_code(
     expect(page.get_by_role("heading", name="Hello from the browser", level=1)).to_be_visible()
 
     inspector = open_inspector(page)
-    request_body = wire_section(inspector, "Request").locator("pre.json")
+    request = wire_section(inspector, "Request")
+    # The bytes as sent first; the indented copy only when asked for, and labelled.
+    (sent,) = ApiCall.objects.values_list("request_body", flat=True)
+    request_body = request.locator("pre.raw")
     expect(request_body).to_be_visible()
-    expect(request_body).to_contain_text('"content": "Hello from the browser"')
-    expect(request_body).to_contain_text(f'"model": "{model}"')
-    expect(request_body).to_contain_text('"stream": true')
+    assert request_body.text_content() == sent
+    expect(request_body).to_contain_text('"content":"Hello from the browser"')
+    formatted = request.locator("pre.json")
+    expect(formatted).to_be_hidden()
+    request.locator("summary", has_text="Formatted (not the bytes sent)").click()
+    expect(formatted).to_contain_text('"content": "Hello from the browser"')
+    expect(formatted).to_contain_text(f'"model": "{model}"')
+    expect(formatted).to_contain_text('"stream": true')
     response = wire_section(inspector, "Response")
     expect(response.get_by_text("HTTP 200", exact=True)).to_be_visible()
-    assembled = response.locator("details", has_text="Assembled response").locator("pre.json")
-    expect(assembled).to_contain_text('"object": "chat.completion"')
-    expect(assembled).to_contain_text("Demo reply")
     expect(
         response.get_by_text(re.compile(r"^\d+ server-sent events, as received$"))
     ).to_be_visible()
+    expect(response.locator(".stream-events code").last).to_have_text("[DONE]")
+    response.locator("summary", has_text="Formatted: the chunks assembled").click()
+    assembled = response.locator("details.formatted pre.json")
+    expect(assembled).to_contain_text('"object": "chat.completion"')
+    expect(assembled).to_contain_text("Demo reply")
     latency = inspector.locator("dl.metrics > div").filter(has_text="Latency").locator("dd")
     expect(latency).to_have_text(re.compile(r"^\d+ ms$"))
 
-    inspector.get_by_role("link", name="Open this call: raw bytes and Get code").click()
+    inspector.get_by_role("link", name="Open this call: Get code").click()
     expect(page.get_by_role("heading", name="Get code")).to_be_visible()
     snippets = {}
     for language in ("Python", "JavaScript", "cURL"):
@@ -99,11 +109,12 @@ def test_it_chats_with_javascript_disabled(logged_in_no_js_page, demo_upstream):
     expect(user_message(page)).to_contain_text("No scripts here")
     expect_demo_reply(page, "No scripts here")
     inspector = reply(page).locator("details.inspector")
-    expect(wire_section(inspector, "Request").locator("pre.json")).to_be_hidden()
+    request = wire_section(inspector, "Request")
+    expect(request.locator("pre.raw")).to_be_hidden()
     inspector.locator(":scope > summary", has_text="Inspect").click()  # no script needed
-    expect(wire_section(inspector, "Request").locator("pre.json")).to_contain_text(
-        '"content": "No scripts here"'
-    )
+    expect(request.locator("pre.raw")).to_contain_text('"content":"No scripts here"')
+    request.locator("summary", has_text="Formatted (not the bytes sent)").click()
+    expect(request.locator("pre.json")).to_contain_text('"content": "No scripts here"')
     expect(wire_section(inspector, "Response").get_by_text("HTTP 200", exact=True)).to_be_visible()
     # The copy buttons need JavaScript, so they stay hidden; the downloads work without.
     expect(inspector.get_by_role("button", name="Copy request body")).to_be_hidden()

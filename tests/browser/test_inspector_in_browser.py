@@ -19,8 +19,8 @@ def test_an_older_reply_loads_its_record_when_its_inspector_opens(logged_in_page
     expect(reply(page).last.locator("details.inspector .call-record")).to_be_attached()
     older.locator(":scope > summary").click()
 
-    body = wire_section(older, "Request").locator("pre.json")
-    expect(body).to_contain_text('"content": "First question"')
+    body = wire_section(older, "Request").locator("pre.raw")
+    expect(body).to_contain_text('"content":"First question"')
     expect(body).not_to_contain_text("Second question")
     expect(older.get_by_role("button", name="Copy request body")).to_be_visible()
 

@@ -32,7 +32,7 @@ def test_a_share_link_opens_logged_out_and_is_continued_in_another_account(
     expect(visitor.get_by_role("button", name="Send")).to_have_count(0)  # read-only
     inspector = reply(visitor).locator("details.inspector")
     inspector.locator(":scope > summary").click()
-    expect(inspector.locator("pre.json").first).to_contain_text('"Shared from the browser"')
+    expect(inspector.locator("pre.raw").first).to_contain_text('"Shared from the browser"')
     inspector.get_by_text("Get code", exact=True).click()
     expect(inspector.locator(".snippets")).to_contain_text("<YOUR_API_KEY>")
 
