@@ -106,7 +106,7 @@ def file_response(attachment: Attachment | None, *, data: bytes | None = None) -
     response["Content-Disposition"] = (
         f"{disposition}; filename*=UTF-8''{quote(attachment.filename)}"
     )
-    response["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    response["Content-Security-Policy"] = "sandbox; default-src 'none'; frame-ancestors 'none'"
     response["X-Content-Type-Options"] = "nosniff"
     # The same id always has the same bytes.
     response["Cache-Control"] = "private, max-age=31536000, immutable"

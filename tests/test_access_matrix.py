@@ -14,9 +14,11 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from chat.attachments import attachment_store, sniff
 from chat.compare import compare_start
 from chat.models import ApiCall, Conversation, Message, Preset, Share
 from chat.sharing import share_create
+from tests.helpers import png_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -69,6 +71,9 @@ MATRIX: dict[str, Row] = {
     "message_edit": Row(("conversation", "question"), {"POST": OWNED_FORM}),
     "message_edit_stream": Row(("conversation", "question"), {"POST": OWNED_FORM}),
     "branch_switch": Row(("conversation", "reply"), {"POST": OWNED_ACTION}),
+    "tool_results_send": Row(("conversation", "reply"), {"POST": OWNED_FORM}),
+    "tool_results_stream": Row(("conversation", "reply"), {"POST": OWNED_FORM}),
+    "attachment_file": Row(("attachment",), {"GET": OWNED}),
     "branch_delete": Row(("conversation", "reply"), {"POST": OWNED_ACTION}),
     "compare_new": Row(("conversation",), {"GET": OWNED, "POST": OWNED_FORM}),
     "compare_start": Row(("conversation",), {"POST": OWNED_FORM}),
@@ -142,7 +147,10 @@ def world(alice, bob):
         claim=True,
     )
     preset = Preset.objects.create(owner=alice, name="Mine", model="demo/echo")
+    image = png_bytes()
+    attachment = attachment_store(owner=alice, filename="a.png", data=image, sniffed=sniff(image))
     return {
+        "attachment": attachment,
         "preset": preset,
         "conversation": conversation,
         "question": question,
@@ -167,6 +175,7 @@ def build_url(name: str, world: dict) -> str:
         "token": world["share"].token,
         "preset": world["preset"].public_id,
         "request": "request",
+        "attachment": world["attachment"].public_id,
     }
     return reverse(name, args=[values[arg] for arg in MATRIX[name].args])
 
@@ -207,7 +216,26 @@ def test_each_persona_gets_the_expected_status(name, method, persona, world, ali
         assert response.url.startswith(reverse("login"))
 
 
-PAGES = [name for name, row in MATRIX.items() if row.allowed.get("GET", (0,))[0] == 200]
+# Files are served under a stricter policy of their own (test below).
+FILES = {"attachment_file"}
+PAGES = [
+    name
+    for name, row in MATRIX.items()
+    if row.allowed.get("GET", (0,))[0] == 200 and name not in FILES
+]
+
+
+@pytest.mark.parametrize("name", sorted(FILES))
+def test_files_are_served_sandboxed_and_never_sniffed(name, world, alice):
+    client = client_for("owner", alice, None, world["share"])
+
+    response = client.get(build_url(name, world))
+
+    policy = response["Content-Security-Policy"]
+    assert "sandbox" in policy and "default-src 'none'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Content-Type"] == "image/png"
 
 
 @pytest.mark.parametrize("name", PAGES)

@@ -18,7 +18,7 @@ def say(conversation, text, key=None):
     """Send `text` through the service (the form path) and return the reply."""
     return services.message_send(
         conversation=conversation,
-        content=text,
+        drafts=[services.Draft(content=text)],
         idempotency_key=key or f"key-{text}",
         parameters=panel(),
     )
@@ -173,11 +173,27 @@ def test_it_edits_the_first_message_into_a_second_root(conversation):
     assert_tree_is_consistent(conversation)
 
 
-def test_it_refuses_to_edit_a_reply(conversation):
+def test_it_edits_a_reply_into_a_written_sibling_without_a_call(conversation, upstream):
     reply = say(conversation, "First")
 
+    edited = edit(conversation, reply, "what it should have said")
+
+    assert edited.role == "assistant" and edited.written and edited.parent_id == reply.parent_id
+    assert edited.status == Message.Status.COMPLETE and not edited.calls.exists()
+    assert len(upstream.chat_requests()) == 1
+    assert_tree_is_consistent(conversation)
+
+
+def test_it_refuses_to_edit_a_reply_still_generating(conversation):
+    reply, _ = services.message_start(
+        conversation=conversation,
+        drafts=[services.Draft(content="Hi")],
+        idempotency_key="k",
+        parameters=panel(),
+    )
+
     with pytest.raises(ValidationError):
-        edit(conversation, reply, "not mine")
+        edit(conversation, reply, "too soon")
 
 
 def test_it_counts_siblings_in_creation_order(conversation):
@@ -287,7 +303,10 @@ def test_it_empties_the_conversation_when_its_only_root_is_deleted(conversation)
 
 def test_it_refuses_to_delete_a_branch_still_generating(conversation):
     reply, _ = services.message_start(
-        conversation=conversation, content="Hi", idempotency_key="k", parameters=panel()
+        conversation=conversation,
+        drafts=[services.Draft(content="Hi")],
+        idempotency_key="k",
+        parameters=panel(),
     )
 
     with pytest.raises(ValidationError):

@@ -69,10 +69,9 @@ def test_it_sends_every_parameter_and_merges_extra_json(alice_client, conversati
     (body,) = sent_bodies(upstream)
     assert body == {
         "model": "anthropic/claude-sonnet-4.5",
-        "messages": [
-            {"role": "system", "content": "Be brief."},
-            {"role": "user", "content": "Hi"},
-        ],
+        # Where Claude's schema puts it: a top-level field, not a system message.
+        "system": "Be brief.",
+        "messages": [{"role": "user", "content": "Hi"}],
         "temperature": 0.5,
         "top_p": 0.9,
         "max_tokens": 256,

@@ -145,7 +145,7 @@ def test_it_continues_with_the_chosen_reply_and_keeps_the_others(conversation, u
     assert Message.objects.filter(pk=alpha.pk).exists()
     reply = services.message_send(
         conversation=conversation,
-        content="Go on",
+        drafts=[services.Draft(content="Go on")],
         idempotency_key="next",
         parameters=panel(),
     )

@@ -112,7 +112,10 @@ def test_a_refusal_by_the_database_is_not_called_a_reused_form(conversation):
 
     with pytest.raises(ValidationError) as raised:
         services.message_start(
-            conversation=conversation, content="Hi", idempotency_key="k1", parameters=refused
+            conversation=conversation,
+            drafts=[services.Draft(content="Hi")],
+            idempotency_key="k1",
+            parameters=refused,
         )
 
     assert services.KEY_REUSED not in raised.value.messages

@@ -43,7 +43,8 @@ def ask(client: Client, conversation, spec: str) -> Message:
     """A non-streamed reply under the fault `spec`; the reply as stored."""
     response = send(client, conversation, "Hostile?", extra_params=fault(spec))
     assert response.status_code == 302, response.status_code
-    return Message.objects.filter(role="assistant").latest("created")
+    # With several choices, the first holds the call; the others are its siblings.
+    return Message.objects.filter(role="assistant").exclude(choice_index__gt=0).latest("created")
 
 
 def ask_either_way(client: Client, conversation, spec: str, *, streamed: bool) -> Message:
@@ -69,7 +70,9 @@ def ask_streamed(client: Client, conversation, spec: str | None = None) -> tuple
             kind, data = text.strip().split("\n", 1)
             events.append((kind.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
         assert time.monotonic() < given_up, "the reply never ended"
-    return Message.objects.filter(role="assistant").latest("created"), events
+    # With several choices, the first holds the call; the others are its siblings.
+    replies = Message.objects.filter(role="assistant").exclude(choice_index__gt=0)
+    return replies.latest("created"), events
 
 
 def last_call(reply: Message) -> ApiCall:

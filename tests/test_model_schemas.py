@@ -41,7 +41,8 @@ def test_claude_gets_its_own_ranges_and_nested_objects_from_its_schema():
     assert isinstance(form.fields["schema__thinking"], schema_form.JsonField)
     assert isinstance(form.fields["schema__tools"], schema_form.JsonField)
     assert isinstance(form.fields["schema__stop_sequences"], schema_form.ListField)
-    assert isinstance(form.fields["schema__system"], django_forms.CharField)
+    # Claude's top-level `system` is the panel's System prompt, shown once.
+    assert "schema__system" not in form.fields
     assert "schema__frequency_penalty" not in form.fields  # not a Claude parameter
     assert "schema__stream" not in form.fields and "schema__messages" not in form.fields
 

@@ -37,7 +37,7 @@ def test_the_raw_body_is_sent_as_is_and_recorded(alice_client, conversation, ups
     call = ApiCall.objects.get()
     assert json.loads(call.request_body) == RAW and call.model == "demo/thinker"
     user = Message.objects.get(role="user")
-    assert user.content == "Raw hello" and user.raw_request == RAW
+    assert user.content == "Raw hello" and json.loads(user.raw_body) == RAW
     assert Message.objects.get(role="assistant").status == Message.Status.COMPLETE
 
 
@@ -77,8 +77,9 @@ def test_the_raw_editor_is_prefilled_from_the_form(alice_client, conversation):
         ("{broken", "Not valid JSON"),
         ("[]", "must be a JSON object"),
         ({"messages": [{"role": "user", "content": "x"}]}, "needs a &quot;model&quot; string"),
-        ({**RAW, "stream": True}, "sent without streaming"),
-        ({"model": "m", "messages": [{"role": "assistant", "content": "x"}]}, "last message"),
+        ({"model": "m", "messages": []}, "non-empty &quot;messages&quot; array"),
+        ({"model": "m", "messages": ["hi"]}, "messages[0] must be an object whose role"),
+        ({"model": "m", "messages": [{"role": "user", "content": 7}]}, "must be a string, a list"),
     ],
 )
 def test_a_bad_raw_body_is_refused_and_kept(alice_client, conversation, upstream, raw, error):
@@ -111,3 +112,38 @@ def test_copy_into_the_form_maps_the_raw_body_without_sending(alice_client, conv
     assert (conversation.model, conversation.temperature) == ("demo/thinker", 0.3)
     assert conversation.extra_params == {"top_k": 7, "x_vendor_flag": {"deep": [1, 2]}}
     assert upstream.chat_requests() == [] and not Message.objects.exists()
+
+
+def test_a_streamed_raw_body_is_recorded_as_a_stream_on_the_form_path(
+    alice_client, conversation, upstream
+):
+    text = json.dumps({**RAW, "stream": True}, indent=1)
+
+    send_raw(alice_client, conversation, text)
+
+    (received,) = upstream.chat_requests()
+    assert received.body == text.encode()
+    call = ApiCall.objects.get()
+    assert call.is_stream and call.stream_events[-1]["data"] == "[DONE]"
+    reply = Message.objects.get(role="assistant")
+    assert reply.status == Message.Status.COMPLETE and reply.content
+
+
+def test_a_streamed_raw_body_streams_to_the_browser(alice_client, conversation, upstream):
+    from tests.test_streaming import read_all
+
+    text = json.dumps({**RAW, "stream": True})
+    url = reverse("message_stream", args=[conversation.public_id])
+    events = read_all(alice_client.post(url, form_data("", use_raw="on", raw_body=text)))
+
+    assert events[0][0] == "start" and events[-1][0] == "done"
+    assert any(kind == "delta" for kind, _ in events)
+    assert upstream.chat_requests()[0].body == text.encode()
+
+
+def test_an_unstreamed_raw_body_is_left_to_the_form_path(alice_client, conversation, upstream):
+    url = reverse("message_stream", args=[conversation.public_id])
+
+    response = alice_client.post(url, form_data("", use_raw="on", raw_body=json.dumps(RAW)))
+
+    assert response.status_code == 400 and not upstream.chat_requests()
