@@ -338,11 +338,35 @@ class ApiCall(models.Model):
             return self.request_body
         from .wire import splice_in  # the wire format's one home
 
-        ids = {splice["attachment"] for splice in self.request_splices}
-        found = Attachment.objects.filter(owner_id=self.conversation.owner_id, public_id__in=ids)
-        return splice_in(
-            self.request_body, self.request_splices, {str(a.public_id): a for a in found}
-        )
+        return splice_in(self.request_body, self.request_splices, self.spliced_attachments())
+
+    def shown_request_body(self) -> str:
+        """The request body for a page: each attachment's base64 named where it was cut out."""
+        if not self.request_splices:
+            return self.request_body
+        from .wire import shown
+
+        return shown(self.request_body, self.request_splices, self.spliced_attachments())
+
+    def splices_named(self) -> list[tuple[int, str]]:
+        """(offset, file name) of each cut-out attachment, for Get code."""
+        attachments = self.spliced_attachments()
+        return [
+            (splice["at"], getattr(attachments.get(splice["attachment"]), "filename", "file"))
+            for splice in self.request_splices
+        ]
+
+    def spliced_attachments(self) -> dict[str, "Attachment"]:
+        """The attachments the splices name, by public id (a share's snapshot sets them)."""
+        if not self.request_splices or self.conversation_id is None:
+            return getattr(self, "_spliced", None) or {}
+        if getattr(self, "_spliced", None) is None:
+            ids = {splice["attachment"] for splice in self.request_splices}
+            found = Attachment.objects.filter(
+                owner_id=self.conversation.owner_id, public_id__in=ids
+            ).defer("data")
+            self._spliced = {str(attachment.public_id): attachment for attachment in found}
+        return self._spliced
 
     @property
     def tokens_per_second(self) -> float | None:

@@ -645,7 +645,7 @@ def call_detail(request: HttpRequest, call_id: uuid.UUID) -> HttpResponse:
     context = {
         "call": call,
         "conversation": call.conversation,
-        "snippets": snippets.all_snippets(body=call.request_body),
+        "snippets": snippets.all_snippets(body=call.request_body, splices=call.splices_named()),
         "snippet_url": client.chat_url(),  # never the stored URL: an import may set any
     }
     return render(request, "chat/call_detail.html", context)
@@ -920,7 +920,9 @@ def shared_conversation(request: HttpRequest, token: str) -> HttpResponse:
     if share.show_inspector:
         for message in messages:
             for call in message.call_list:
-                call.snippets = snippets.all_snippets(body=call.request_body)
+                call.snippets = snippets.all_snippets(
+                    body=call.request_body, splices=call.splices_named()
+                )
     context = {
         "share": share,
         "snapshot": share.snapshot,

@@ -235,7 +235,7 @@ def shown(text: str, splices: list[dict[str, Any]], attachments: Mapping[str, An
         pieces.append(text[position:at])
         attachment = attachments.get(str(splice["attachment"]))
         name = attachment.filename if attachment is not None else "an attachment"
-        size = len(base64_of(attachment)) if attachment is not None else 0
+        size = 4 * -(-attachment.size // 3) if attachment is not None else 0
         pieces.append(f"<base64 of {name}: {size:,} characters; the download has them>")
         position = at
     pieces.append(text[position:])

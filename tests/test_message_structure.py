@@ -328,3 +328,18 @@ def test_a_raw_body_with_an_unknown_role_is_an_error_on_the_field(alice_client, 
 
     assert response.status_code == 400
     assert "messages[0] must be an object whose role is one of" in response.content.decode()
+
+
+def test_the_inspector_names_the_cut_out_file_and_get_code_reads_it(
+    alice_client, conversation, upstream
+):
+    image = png_bytes(8, 8)
+    send_files(alice_client, conversation, files=[upload("cat.png", image)])
+    call = ApiCall.objects.get()
+
+    page = alice_client.get(reverse("call_detail", args=[call.public_id])).content.decode()
+
+    encoded = base64.b64encode(image).decode()
+    assert f"&lt;base64 of cat.png: {len(encoded):,} characters; the download has them&gt;" in page
+    assert encoded not in page
+    assert "cat.png" in page and "b64(" in page  # the Python snippet reads the file
