@@ -35,7 +35,7 @@ from django.utils.safestring import SafeString
 from jsonschema import Draft202012Validator, SchemaError, validators
 from jsonschema import ValidationError as SchemaViolation
 
-from . import schema_form
+from . import schema_form, storable
 
 TYPES = ("text", "json_object", "json_schema")
 # The upstream's own rule for json_schema.name.
@@ -220,6 +220,8 @@ class EditorField(forms.Field):
                     code="description",
                 )
             )
+        elif problem := storable.problem(description):
+            errors.append(forms.ValidationError(f"Description: {problem}", code="description"))
         schema = None
         try:
             schema = schema_of(str(schema_text or ""))

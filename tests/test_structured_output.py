@@ -5,6 +5,8 @@ import time
 
 import pytest
 from django.template.loader import render_to_string
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chat import schema_form, structured_output
 from chat.forms import ParametersForm
@@ -143,6 +145,8 @@ def test_no_type_sends_no_response_format():
             "schema",
             "Schema: not a valid JSON Schema: $.properties.a.pattern: '(' is not a 'regex'",
         ),
+        ({"description": "a\x00b"}, "description", "Description: contains a NUL character"),
+        ({"description": "x" * 2_001}, "description", "Description: at most 2,000 characters."),
         ({"name": ""}, "name", "Name: required for json_schema."),
         ({"name": "my answer"}, "name", "Name: only letters"),
         ({"name": "x" * 65}, "name", "Name: only letters"),
@@ -251,6 +255,60 @@ def test_free_json_still_wins_over_the_editor():
 
     assert form.is_valid()
     assert form.cleaned_data["extra_params"]["response_format"] == {"type": "json_object"}
+
+
+def test_an_error_from_the_models_schema_shows_on_the_whole_editor():
+    form = bound(type="json_object")
+    form.add_error(FIELD, "response_format: must be an object with type text.")
+
+    html = render_to_string("chat/_response_format_field.html", {"field": form[FIELD]})
+
+    assert 'class="field response-format has-error"' in html
+    assert "response_format: must be an object with type text." in html
+
+
+PROPERTY = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner),
+    max_leaves=20,
+)
+
+
+@PROPERTY
+@given(
+    kind=st.one_of(st.sampled_from(["", "text", "json_object", "json_schema"]), st.text()),
+    name=st.one_of(st.from_regex(r"[a-zA-Z0-9_-]{1,64}", fullmatch=True), st.text()),
+    description=st.text(max_size=50),
+    strict=st.sampled_from([None, "on", "", "false"]),
+    schema=st.one_of(st.text(), json_values.map(json.dumps), st.just(json.dumps(SCHEMA))),
+)
+def test_whatever_the_editor_posts_it_cleans_or_refuses_and_a_clean_value_shows_again(
+    conversation, kind, name, description, strict, schema
+):
+    parts = {"type": kind, "name": name, "description": description, "schema": schema}
+    if strict is not None:
+        parts["strict"] = strict
+    form = bound(**parts)
+    str(form[FIELD].parts)  # renders, valid or not
+
+    if form.is_valid() and FIELD in form.cleaned_data and form.cleaned_data[FIELD]:
+        value = form.cleaned_data[FIELD]
+        conversation.extra_params = {"response_format": value}
+        assert ParametersForm.initial_for(conversation)[FIELD] == value
+
+
+@PROPERTY
+@given(schema=json_values, content=st.one_of(st.text(), json_values.map(json.dumps)))
+def test_check_never_fails_whatever_the_schema_and_the_reply(schema, content):
+    result = check(response_format=response_format(schema), content=content)
+
+    assert result.valid == (not result.errors and not result.parse_error and not result.not_checked)
+    render(result)
 
 
 # --- The check of a reply -------------------------------------------------------------
