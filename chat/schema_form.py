@@ -6,6 +6,8 @@ as selects, booleans as a three-way select (not sent / true / false: "only set
 fields are sent" needs a third state), arrays of strings as one-per-line lists,
 and everything else (objects, anyOf/oneOf, arrays of objects: `thinking`,
 `response_format`, `tools`) as a JSON field. The description is the help text.
+A response_format that offers json_schema gets its own editor instead of the JSON
+field (chat/structured_output.py), with the same value.
 
 The common parameters keep their own columns and fields (temperature, top_p,
 max_tokens, stop); the schema only sets their help text and is checked against
@@ -48,7 +50,7 @@ class Param:
 
     name: str
     schema: dict[str, Any]
-    kind: str  # number, integer, enum, boolean, text, list, json
+    kind: str  # number, integer, enum, boolean, text, list, json, response_format
 
     @property
     def field_name(self) -> str:
@@ -60,13 +62,20 @@ def params_of(schema: ModelSchema | None) -> list[Param]:
     if schema is None:
         return []
     params = [
-        Param(name=name, schema=spec, kind=kind_of(spec))
+        Param(name=name, schema=spec, kind=_kind(name, spec))
         for name, spec in schema.properties.items()
         if name not in APP_CONTROLLED | PANEL_OWNED
         and name not in COMMON
         and isinstance(spec, dict)
     ]
-    return sorted(params, key=lambda p: p.kind == "json")
+    return sorted(params, key=lambda p: p.kind in ("json", "response_format"))
+
+
+def _kind(name: str, spec: dict[str, Any]) -> str:
+    # structured_output builds on this module (parse_json), so it is imported when used.
+    from . import structured_output
+
+    return "response_format" if structured_output.takes(name, spec) else kind_of(spec)
 
 
 def kind_of(spec: dict[str, Any]) -> str:
@@ -129,6 +138,10 @@ def make_field(param: Param) -> forms.Field:
         return forms.CharField(strip=False, max_length=20_000, empty_value=None, **common)
     if kind == "list":
         return ListField(widget=forms.Textarea(attrs={"rows": 2}), **common)
+    if kind == "response_format":
+        from . import structured_output  # see _kind
+
+        return structured_output.editor_field(param)
     return JsonField(
         accepts_string=accepts_string(param.schema),
         widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "class": "json"}),
@@ -194,6 +207,10 @@ def representable(param: Param, value: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if kind == "integer":
         return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "response_format":
+        from . import structured_output  # see _kind
+
+        return structured_output.shows(param, value)
     if kind == "boolean":
         return isinstance(value, bool)
     if kind == "enum":

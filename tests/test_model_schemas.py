@@ -7,7 +7,7 @@ import pytest
 from django import forms as django_forms
 from django.urls import reverse
 
-from chat import catalogue, client, schema_form
+from chat import catalogue, client, schema_form, structured_output
 from chat.forms import ParametersForm
 from chat.models import Conversation, Message
 from tests.helpers import send, sent_bodies
@@ -58,8 +58,7 @@ def test_gpt_4o_gets_the_openai_set_with_its_own_ranges():
     parallel = form.fields["schema__parallel_tool_calls"]
     assert [value for value, _ in parallel.choices] == ["", "true", "false"]
     response_format = form.fields["schema__response_format"]
-    assert isinstance(response_format, schema_form.JsonField)
-    assert not response_format.accepts_string
+    assert isinstance(response_format, structured_output.EditorField)  # it offers json_schema
     assert form.fields["schema__tool_choice"].accepts_string  # "auto" or an object
     assert "schema__thinking" not in form.fields
 
@@ -189,7 +188,7 @@ def test_the_saved_schema_fields_come_back_in_their_own_fields(alice_client, con
         (GPT, {"schema__tool_choice": "sometimes"}, "tool_choice: must be one of"),
         (
             GPT,
-            {"schema__response_format": '{"type": "xml"}'},
+            {"extra_params": '{"response_format": {"type": "xml"}}'},
             "response_format: must be an object with type",
         ),
         ("demo/echo", {"extra_params": '{"seed": 0}'}, "seed: must be at least 1."),
