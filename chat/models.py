@@ -294,6 +294,8 @@ class ApiCall(models.Model):
     # catalogue's pricing; shown as an estimate.
     cost_estimated = models.BooleanField(default=False)
     model = models.CharField(max_length=200, blank=True)  # as sent, for usage by model
+    # The response_format as sent, to check the reply against (the body may be megabytes).
+    response_format = models.JSONField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.template.defaultfilters import filesizeformat
 
-from . import formatting, wire
+from . import formatting, logprobs, structured_output, wire
 from .models import Attachment
 
 MAX_PART_CHARS = 4_000  # a part we do not know, shown as its JSON up to this
@@ -47,8 +47,9 @@ def messages_present(
     attachments: Mapping[str, Any] | None = None,
     url_for: Callable[[Any], str],
 ) -> None:
-    """Give each message `.shown_parts` (None for plain text), `.tool_cards` and
-    `.choice_label`.
+    """Give each message `.shown_parts` (None for plain text), `.tool_cards`,
+    `.choice_label`, `.logprob_tokens` (its token view, when it has logprobs) and
+    `.structured_check` (a reply checked against its call's response_format).
 
     `attachments` maps public id to an attachment (looked up here, in one query,
     when not given); `url_for(attachment)` is where the page loads its bytes.
@@ -67,6 +68,16 @@ def messages_present(
         message.choice_label = (
             f"Choice {message.choice_index + 1}" if message.choice_index is not None else ""
         )
+        message.logprob_tokens = logprobs.tokens(message.logprobs) if message.logprobs else None
+        message.structured_check = _structured_check(message)
+
+
+def _structured_check(message: Any) -> "structured_output.Check | None":
+    """A finished reply checked against the response_format its call asked for."""
+    call = getattr(message, "last_call", None)
+    if message.status == "pending" or call is None or not call.response_format:
+        return None
+    return structured_output.check(response_format=call.response_format, content=message.content)
 
 
 def _shown(part: Any, attachments: Mapping[str, Any], url_for: Callable[[Any], str]) -> ShownPart:

@@ -1304,8 +1304,14 @@ def _call_record(reply: Message, request: ChatRequest, attempt: int) -> _Call:
         request_body=encoded.stored,
         request_splices=encoded.splices,
         model=str(request.payload.get("model") or "")[:200],
+        response_format=_response_format(request.payload),
     )
     return _Call(record=record, prepared=prepared)
+
+
+def _response_format(payload: dict[str, Any]) -> dict | None:
+    value = payload.get("response_format")
+    return storable.json_value(value) if isinstance(value, dict) else None
 
 
 def _call_succeeded(call: ApiCall, completion: client.Completion) -> None:

@@ -152,3 +152,34 @@ def test_a_refusal_is_shown_apart_from_the_content(alice_client, conversation, s
     assert "demo refusal" in reply.refusal and reply.content == ""
     page = alice_client.get(conversation.get_absolute_url()).content.decode()
     assert 'class="refusal"' in page and "demo refusal" in page
+
+
+def test_logprobs_show_as_a_token_view_readable_without_javascript(alice_client, conversation):
+    send(
+        alice_client, conversation, "Tell me", extra_params='{"logprobs": true, "top_logprobs": 2}'
+    )
+
+    reply = Message.objects.get(role="assistant")
+    assert reply.logprobs["content"]
+    page = alice_client.get(conversation.get_absolute_url()).content.decode()
+    assert 'class="logprobs"' in page and 'class="tok shade-' in page
+    assert "Tokens as a table" in page
+
+
+def test_a_reply_is_checked_against_the_json_schema_it_was_asked_for(
+    alice_client, conversation, upstream
+):
+    schema = {"type": "object", "required": ["answer"]}
+    response_format = {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}}
+    send(
+        alice_client,
+        conversation,
+        "Hi",
+        extra_params=json.dumps({"response_format": response_format}),
+        send_anyway="on",  # the demo's schema offers json_object only: the upstream decides
+    )
+
+    assert ApiCall.objects.get().response_format == response_format
+    page = alice_client.get(conversation.get_absolute_url()).content.decode()
+    # The demo answers prose, so the check says it is not JSON.
+    assert "structured-check" in page and "Not JSON" in page
