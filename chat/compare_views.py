@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import catalogue, compare, services
+from . import catalogue, compare, presenters, services
 from .forms import CompareColumnForm, CompareForm, ParametersForm, ShareForm, compare_column_forms
 from .models import CompareRun, Conversation
 from .views import _attach_calls, _owned_conversation, message_url, reply_event_stream
@@ -86,7 +86,9 @@ def compare_detail(request: HttpRequest, public_id: uuid.UUID, run_id: uuid.UUID
     run = _owned_run(request, public_id, run_id)
     services.replies_expire_stale(conversation=run.conversation)
     columns = compare.compare_columns(run=run)
-    _attach_calls([column.reply for column in columns if column.reply is not None])
+    replies = [column.reply for column in columns if column.reply is not None]
+    _attach_calls(replies)
+    presenters.messages_present(replies)
     context = {
         "conversation": run.conversation,
         "run": run,

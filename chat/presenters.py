@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
 
 from . import formatting, logprobs, structured_output, wire
 from .models import Attachment
@@ -45,15 +46,17 @@ def messages_present(
     messages: list[Any],
     *,
     attachments: Mapping[str, Any] | None = None,
-    url_for: Callable[[Any], str],
+    url_for: Callable[[Any], str] | None = None,
 ) -> None:
     """Give each message `.shown_parts` (None for plain text), `.tool_cards`,
     `.choice_label`, `.logprob_tokens` (its token view, when it has logprobs) and
     `.structured_check` (a reply checked against its call's response_format).
 
     `attachments` maps public id to an attachment (looked up here, in one query,
-    when not given); `url_for(attachment)` is where the page loads its bytes.
+    when not given); `url_for(attachment)` is where the page loads its bytes: the
+    owner's file URL unless given (a share page serves its snapshot's copies).
     """
+    url_for = url_for or owner_file_url
     if attachments is None:
         ids = wire.attachment_ids(messages)
         found = Attachment.objects.filter(public_id__in=ids).defer("data") if ids else []
@@ -70,6 +73,10 @@ def messages_present(
         )
         message.logprob_tokens = logprobs.tokens(message.logprobs) if message.logprobs else None
         message.structured_check = _structured_check(message)
+
+
+def owner_file_url(attachment: Any) -> str:
+    return reverse("attachment_file", args=[attachment.public_id])
 
 
 def _structured_check(message: Any) -> "structured_output.Check | None":

@@ -458,6 +458,8 @@ def _message_html(
     _attach_calls([message])
     if not in_compare:
         _attach_branch_controls(conversation, [message])
+    else:
+        presenters.messages_present([message])
     return _render_message(request, conversation, message, in_compare=in_compare)
 
 
@@ -479,7 +481,7 @@ def _attach_branch_controls(
     """What each message shows and its controls need: its parts and tool calls, its
     siblings, an edit form, its compare run, and for the last one's tool calls the
     form for their results."""
-    presenters.messages_present(messages, url_for=_attachment_url)
+    presenters.messages_present(messages)
     branches.branches_attach(conversation=conversation, messages=messages)
     _attach_other_choices(conversation, messages)
     prompts = [message for message in messages if message.role == Message.Role.USER]
@@ -519,17 +521,13 @@ def _attach_other_choices(conversation: Conversation, messages: list[Message]) -
         parent_id__in={message.parent_id for message in chosen}, choice_index__isnull=False
     ).order_by("choice_index", "created", "id")
     siblings = list(siblings)
-    presenters.messages_present(siblings, url_for=_attachment_url)
+    presenters.messages_present(siblings)
     for sibling in siblings:
         others[sibling.parent_id].append(sibling)
     for message in chosen:
         message.other_choices = [
             sibling for sibling in others[message.parent_id] if sibling.pk != message.pk
         ]
-
-
-def _attachment_url(attachment: Attachment) -> str:
-    return reverse("attachment_file", args=[attachment.public_id])
 
 
 @login_required
