@@ -181,11 +181,15 @@ def _json(value: Any) -> Any:
 # --- Sending and replies -----------------------------------------------------
 
 
-def attachments_by_id(*, owner_id: int, ids: set[str]) -> dict[str, Attachment]:
-    """The owner's attachments among `ids`, by public id (no query for none)."""
+def attachments_by_id(
+    *, owner_id: int, ids: set[str], with_data: bool = False
+) -> dict[str, Attachment]:
+    """The owner's attachments among `ids`, by public id (no query for none); their bytes
+    only `with_data` (a request body is shaped without them, and filled in once)."""
     if not ids:
         return {}
     found = Attachment.objects.filter(owner_id=owner_id, public_id__in=ids)
+    found = found if with_data else found.defer("data")
     return {str(attachment.public_id): attachment for attachment in found}
 
 
@@ -1292,7 +1296,7 @@ def _call_record(reply: Message, request: ChatRequest, attempt: int) -> _Call:
     (chat/wire.py), once per file however many calls send it.
     """
     ids = wire.mark_ids(request.text)
-    attachments = attachments_by_id(owner_id=reply.conversation.owner_id, ids=ids)
+    attachments = attachments_by_id(owner_id=reply.conversation.owner_id, ids=ids, with_data=True)
     encoded = wire.encode(request.text, attachments)
     prepared = client.prepare_chat(request.payload, body=encoded.wire)
     record = ApiCall.objects.create(
