@@ -17,6 +17,7 @@ from . import formatting, logprobs, structured_output, wire
 from .models import Attachment
 
 MAX_PART_CHARS = 4_000  # a part we do not know, shown as its JSON up to this
+MAX_ANNOTATIONS_SHOWN = 50
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ def messages_present(
     attachments: Mapping[str, Any] | None = None,
     url_for: Callable[[Any], str] | None = None,
 ) -> None:
-    """Give each message `.shown_parts` (None for plain text), `.tool_cards`,
+    """Give each message `.shown_parts` (None for plain text), `.tool_cards`, `.annotations`
+    (each as JSON text),
     `.choice_label`, `.logprob_tokens` (its token view, when it has logprobs) and
     `.structured_check` (a reply checked against its call's response_format).
 
@@ -72,6 +74,12 @@ def messages_present(
             f"Choice {message.choice_index + 1}" if message.choice_index is not None else ""
         )
         message.logprob_tokens = logprobs.tokens(message.logprobs) if message.logprobs else None
+        annotations = (message.extra or {}).get("annotations")
+        message.annotations = (
+            [_json(item) for item in annotations[:MAX_ANNOTATIONS_SHOWN]]
+            if isinstance(annotations, list)
+            else []
+        )
         message.structured_check = _structured_check(message)
 
 

@@ -183,3 +183,28 @@ def test_a_reply_is_checked_against_the_json_schema_it_was_asked_for(
     page = alice_client.get(conversation.get_absolute_url()).content.decode()
     # The demo answers prose, so the check says it is not JSON.
     assert "structured-check" in page and "Not JSON" in page
+
+
+def test_annotations_are_kept_and_shown(alice_client, conversation, upstream):
+    citation = {
+        "type": "url_citation",
+        "url_citation": {"url": "https://example.com/a", "title": "A"},
+    }
+    body = {
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "See A.", "annotations": [citation]},
+                "finish_reason": "stop",
+            }
+        ]
+    }
+    upstream.script_next(body=json.dumps(body).encode())
+
+    send(alice_client, conversation, "Cite")
+
+    reply = Message.objects.get(role="assistant")
+    assert reply.extra == {"annotations": [citation]}
+    page = alice_client.get(conversation.get_absolute_url()).content.decode()
+    assert "Annotations (1)" in page and "https://example.com/a" in page
+    assert 'href="https://example.com/a"' not in page  # shown, not linked
