@@ -6,6 +6,7 @@ events (400: submit the form normally; 409: this submit already has a reply).
 """
 
 import uuid
+from dataclasses import dataclass
 
 from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
@@ -162,17 +163,26 @@ def branch_delete(
     return redirect(conversation)
 
 
-@login_required
-@require_POST
-def tool_results_send(
+@dataclass(frozen=True)
+class _ToolResults:
+    """A tool-results submit: the form, and the start it made (None when refused)."""
+
+    conversation: Conversation
+    reply: Message
+    form: ToolResultsForm
+    started: tuple[Message, bool] | None
+
+
+def _tool_results_start(
     request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUID
-) -> HttpResponse:
-    """Continue after a reply's tool calls with the results the user wrote."""
+) -> _ToolResults:
+    """The results the user wrote for a reply's tool calls, started as its continuation."""
     conversation, reply = _owned_message(request, public_id, message_id)
     form = ToolResultsForm(request.POST, cards=presenters.tool_cards_of(reply))
+    started = None
     if form.is_valid():
         try:
-            new_reply, created = services.tool_results_start(
+            started = services.tool_results_start(
                 conversation=conversation,
                 reply=reply,
                 results=form.results(),
@@ -180,18 +190,37 @@ def tool_results_send(
             )
         except ValidationError as error:
             form.add_error(None, error)
-        else:
-            if created:
-                services.reply_generate(reply=new_reply)
-            return redirect_to_reply(request, conversation, new_reply)
+    return _ToolResults(conversation, reply, form, started)
+
+
+@login_required
+@require_POST
+def tool_results_send(
+    request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUID
+) -> HttpResponse:
+    """Continue after a reply's tool calls with the results the user wrote."""
+    submit = _tool_results_start(request, public_id, message_id)
+    if submit.started is not None:
+        new_reply, created = submit.started
+        if created:
+            services.reply_generate(reply=new_reply)
+        return redirect_to_reply(request, submit.conversation, new_reply)
     chat_form = ChatForm(
-        initial={**ParametersForm.initial_for(conversation), "idempotency_key": uuid.uuid4().hex}
+        initial={
+            **ParametersForm.initial_for(submit.conversation),
+            "idempotency_key": uuid.uuid4().hex,
+        }
     )
-    if not reply.tool_calls:  # no tool results form on the page to show its error
-        for error in form.non_field_errors():
+    if not submit.reply.tool_calls:  # no tool results form on the page to show its error
+        for error in submit.form.non_field_errors():
             flash.error(request, error)
     return render_conversation(
-        request, conversation, chat_form, tool_results_form=form, edit_target=reply, status=400
+        request,
+        submit.conversation,
+        chat_form,
+        tool_results_form=submit.form,
+        edit_target=submit.reply,
+        status=400,
     )
 
 
@@ -200,21 +229,11 @@ def tool_results_send(
 def tool_results_stream(
     request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUID
 ) -> HttpResponse:
-    conversation, reply = _owned_message(request, public_id, message_id)
-    form = ToolResultsForm(request.POST, cards=presenters.tool_cards_of(reply))
-    if not form.is_valid():
-        return HttpResponse(status=400)
-    try:
-        new_reply, created = services.tool_results_start(
-            conversation=conversation,
-            reply=reply,
-            results=form.results(),
-            key=form.cleaned_data["idempotency_key"],
-        )
-    except ValidationError:
-        return HttpResponse(status=400)
+    submit = _tool_results_start(request, public_id, message_id)
+    if submit.started is None:
+        return HttpResponse(status=400)  # the form path shows why
+    new_reply, created = submit.started
     if not created:
         return HttpResponse(status=409)
-    return reply_event_stream(
-        request, conversation, new_reply, new=new_messages(conversation, new_reply, reply.pk)
-    )
+    new = new_messages(submit.conversation, new_reply, submit.reply.pk)
+    return reply_event_stream(request, submit.conversation, new_reply, new=new)

@@ -14,7 +14,7 @@ so the bytes sent can still be downloaded exactly.
 
 import base64
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,27 +216,35 @@ def base64_of(attachment: Any) -> str:
 
 def splice_in(text: str, splices: list[dict[str, Any]], attachments: Mapping[str, Any]) -> str:
     """The body as sent: `text` with each splice's base64 put back at its offset."""
-    pieces, position = [], 0
-    for splice in splices:
-        at = splice["at"]
-        pieces.append(text[position:at])
-        attachment = attachments.get(str(splice["attachment"]))
-        pieces.append(base64_of(attachment) if attachment is not None else "")
-        position = at
-    pieces.append(text[position:])
-    return "".join(pieces)
+
+    def base64_or_nothing(attachment: Any) -> str:
+        return base64_of(attachment) if attachment is not None else ""
+
+    return _filled(text, splices, attachments, base64_or_nothing)
 
 
 def shown(text: str, splices: list[dict[str, Any]], attachments: Mapping[str, Any]) -> str:
     """The body for a page: each cut-out base64 named instead of inlined."""
+
+    def named(attachment: Any) -> str:
+        name = attachment.filename if attachment is not None else "an attachment"
+        size = 4 * -(-attachment.size // 3) if attachment is not None else 0
+        return f"<base64 of {name}: {size:,} characters; the download has them>"
+
+    return _filled(text, splices, attachments, named)
+
+
+def _filled(
+    text: str,
+    splices: list[dict[str, Any]],
+    attachments: Mapping[str, Any],
+    fill: Callable[[Any], str],
+) -> str:
     pieces, position = [], 0
     for splice in splices:
         at = splice["at"]
         pieces.append(text[position:at])
-        attachment = attachments.get(str(splice["attachment"]))
-        name = attachment.filename if attachment is not None else "an attachment"
-        size = 4 * -(-attachment.size // 3) if attachment is not None else 0
-        pieces.append(f"<base64 of {name}: {size:,} characters; the download has them>")
+        pieces.append(fill(attachments.get(str(splice["attachment"]))))
         position = at
     pieces.append(text[position:])
     return "".join(pieces)
