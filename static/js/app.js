@@ -225,7 +225,7 @@ class ChatStreamer {
     if (event === "start") {
       document.getElementById("empty-conversation")?.remove();
       this.dropBranchAfter(data.after);
-      this.followingWhile(() => {
+      const following = this.followingWhile(() => {
         const nodes = insertHtml(this.list, data.html);
         this.replyNode = nodes[nodes.length - 1];
       });
@@ -236,7 +236,9 @@ class ChatStreamer {
         clearAttachments(this.form);
       }
       this.stop.hidden = false;
-      this.replyNode.scrollIntoView({ block: "nearest" });
+      // Following keeps the message box and Stop in view (a tall composer: the reply may
+      // start above the fold); otherwise show where the reply is.
+      if (!following) this.replyNode.scrollIntoView({ block: "nearest" });
     } else if (event === "delta") {
       this.followingWhile(() => showDelta(this.replyNode, data));
     } else if (event === "done") {
@@ -264,12 +266,14 @@ class ChatStreamer {
   }
 
   // Runs `grow` (more of the reply); if the message box and Stop were in view before, they
-  // stay in view after: the page follows the reply unless the reader scrolled up.
+  // stay in view after: the page follows the reply unless the reader scrolled up. Returns
+  // whether it was following.
   followingWhile(grow) {
     const composer = this.form.querySelector(".composer");
     const following = composer.getBoundingClientRect().bottom <= window.innerHeight + 1;
     grow();
     if (following) composer.scrollIntoView({ block: "end" });
+    return following;
   }
 
   // The new messages start a branch after `after` (null: at the root): what the page shows

@@ -40,7 +40,7 @@ LAST_LINE = "This is the offline demo upstream"  # the demo reply's last words
 class Sample(NamedTuple):
     text: str | None  # the plain text received so far (None once rendered)
     generating: bool  # the "Generating…" indicator is still shown
-    rendered: bool  # Markdown already rendered (only the final HTML has <strong>)
+    rendered: bool  # Markdown already rendered (only the final reply has <strong> in .md)
 
 
 def sample(answer: Locator) -> Sample:
@@ -49,7 +49,7 @@ def sample(answer: Locator) -> Sample:
         """li => ({
             text: li.querySelector("[data-stream-content]")?.textContent ?? null,
             generating: li.querySelector(".generating")?.checkVisibility() ?? false,
-            rendered: li.querySelector("strong") !== null,
+            rendered: li.querySelector(".md:not(.streaming) strong") !== null,
         })"""
     )
     return Sample(**seen)
