@@ -5,7 +5,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 BEFORE = [("chat", "0007_share_response_headers_invitations")]
-AFTER = [("chat", "0008_message_api_structure_attachments")]
+AFTER = [("chat", "0010_remove_message_raw_request")]
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,120 +15,240 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Conversation',
+            name="Conversation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('title', models.CharField(default='New conversation', max_length=200)),
-                ('model', models.CharField(max_length=200)),
-                ('system_prompt', models.TextField(blank=True)),
-                ('temperature', models.FloatField(blank=True, null=True)),
-                ('top_p', models.FloatField(blank=True, null=True)),
-                ('max_tokens', models.PositiveIntegerField(blank=True, null=True)),
-                ('stop', models.JSONField(blank=True, default=list)),
-                ('extra_params', models.JSONField(blank=True, default=dict)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('updated', models.DateTimeField(auto_now=True)),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='conversations', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("public_id", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                ("title", models.CharField(default="New conversation", max_length=200)),
+                ("model", models.CharField(max_length=200)),
+                ("system_prompt", models.TextField(blank=True)),
+                ("temperature", models.FloatField(blank=True, null=True)),
+                ("top_p", models.FloatField(blank=True, null=True)),
+                ("max_tokens", models.PositiveIntegerField(blank=True, null=True)),
+                ("stop", models.JSONField(blank=True, default=list)),
+                ("extra_params", models.JSONField(blank=True, default=dict)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("updated", models.DateTimeField(auto_now=True)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="conversations",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-updated'],
+                "ordering": ["-updated"],
             },
         ),
         migrations.CreateModel(
-            name='Message',
+            name="Message",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('role', models.CharField(choices=[('user', 'User'), ('assistant', 'Assistant')], max_length=16)),
-                ('status', models.CharField(choices=[('pending', 'Waiting for the model'), ('complete', 'Complete'), ('failed', 'Failed'), ('stopped', 'Stopped'), ('interrupted', 'Interrupted')], default='complete', max_length=16)),
-                ('content', models.TextField(blank=True)),
-                ('reasoning', models.TextField(blank=True)),
-                ('idempotency_key', models.CharField(blank=True, max_length=64)),
-                ('stop_requested', models.BooleanField(default=False)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('updated', models.DateTimeField(auto_now=True)),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='chat.conversation')),
-                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='children', to='chat.message')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("public_id", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("user", "User"), ("assistant", "Assistant")], max_length=16
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Waiting for the model"),
+                            ("complete", "Complete"),
+                            ("failed", "Failed"),
+                            ("stopped", "Stopped"),
+                            ("interrupted", "Interrupted"),
+                        ],
+                        default="complete",
+                        max_length=16,
+                    ),
+                ),
+                ("content", models.TextField(blank=True)),
+                ("reasoning", models.TextField(blank=True)),
+                ("idempotency_key", models.CharField(blank=True, max_length=64)),
+                ("stop_requested", models.BooleanField(default=False)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("updated", models.DateTimeField(auto_now=True)),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="messages",
+                        to="chat.conversation",
+                    ),
+                ),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="children",
+                        to="chat.message",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created', 'id'],
+                "ordering": ["created", "id"],
             },
         ),
         migrations.AddField(
-            model_name='conversation',
-            name='current_leaf',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='chat.message'),
+            model_name="conversation",
+            name="current_leaf",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="chat.message",
+            ),
         ),
         migrations.CreateModel(
-            name='ApiCall',
+            name="ApiCall",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('attempt', models.PositiveSmallIntegerField(default=1)),
-                ('status', models.CharField(choices=[('sending', 'Sending'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='sending', max_length=16)),
-                ('method', models.CharField(default='POST', max_length=8)),
-                ('url', models.URLField(max_length=500)),
-                ('request_headers', models.JSONField(default=dict)),
-                ('request_body', models.TextField()),
-                ('http_status', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('response_headers', models.JSONField(blank=True, default=dict)),
-                ('response_body', models.TextField(blank=True)),
-                ('stream_events', models.JSONField(blank=True, default=list)),
-                ('assembled_response', models.JSONField(blank=True, null=True)),
-                ('first_token_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('error_kind', models.CharField(blank=True, max_length=32)),
-                ('error_message', models.TextField(blank=True)),
-                ('latency_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('finish_reason', models.CharField(blank=True, max_length=64)),
-                ('prompt_tokens', models.PositiveIntegerField(blank=True, null=True)),
-                ('completion_tokens', models.PositiveIntegerField(blank=True, null=True)),
-                ('reasoning_tokens', models.PositiveIntegerField(blank=True, null=True)),
-                ('total_tokens', models.PositiveIntegerField(blank=True, null=True)),
-                ('usd_spent', models.DecimalField(blank=True, decimal_places=8, max_digits=14, null=True)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('updated', models.DateTimeField(auto_now=True)),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='calls', to='chat.conversation')),
-                ('message', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='calls', to='chat.message')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("public_id", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                ("attempt", models.PositiveSmallIntegerField(default=1)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("sending", "Sending"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                        ],
+                        default="sending",
+                        max_length=16,
+                    ),
+                ),
+                ("method", models.CharField(default="POST", max_length=8)),
+                ("url", models.URLField(max_length=500)),
+                ("request_headers", models.JSONField(default=dict)),
+                ("request_body", models.TextField()),
+                ("http_status", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("response_headers", models.JSONField(blank=True, default=dict)),
+                ("response_body", models.TextField(blank=True)),
+                ("stream_events", models.JSONField(blank=True, default=list)),
+                ("assembled_response", models.JSONField(blank=True, null=True)),
+                ("first_token_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("error_kind", models.CharField(blank=True, max_length=32)),
+                ("error_message", models.TextField(blank=True)),
+                ("latency_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("finish_reason", models.CharField(blank=True, max_length=64)),
+                ("prompt_tokens", models.PositiveIntegerField(blank=True, null=True)),
+                ("completion_tokens", models.PositiveIntegerField(blank=True, null=True)),
+                ("reasoning_tokens", models.PositiveIntegerField(blank=True, null=True)),
+                ("total_tokens", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "usd_spent",
+                    models.DecimalField(blank=True, decimal_places=8, max_digits=14, null=True),
+                ),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("updated", models.DateTimeField(auto_now=True)),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="calls",
+                        to="chat.conversation",
+                    ),
+                ),
+                (
+                    "message",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="calls",
+                        to="chat.message",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created', 'id'],
+                "ordering": ["created", "id"],
             },
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['conversation', 'created'], name='message_conversation_created'),
+            model_name="message",
+            index=models.Index(
+                fields=["conversation", "created"], name="message_conversation_created"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='message',
-            constraint=models.CheckConstraint(condition=models.Q(('role__in', ['user', 'assistant'])), name='message_role_valid'),
+            model_name="message",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("role__in", ["user", "assistant"])), name="message_role_valid"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='message',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['pending', 'complete', 'failed', 'stopped', 'interrupted'])), name='message_status_valid'),
+            model_name="message",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("status__in", ["pending", "complete", "failed", "stopped", "interrupted"])
+                ),
+                name="message_status_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='message',
-            constraint=models.UniqueConstraint(condition=models.Q(('idempotency_key', ''), _negated=True), fields=('conversation', 'idempotency_key'), name='message_unique_idempotency_key'),
+            model_name="message",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("idempotency_key", ""), _negated=True),
+                fields=("conversation", "idempotency_key"),
+                name="message_unique_idempotency_key",
+            ),
         ),
         migrations.AddIndex(
-            model_name='conversation',
-            index=models.Index(fields=['owner', '-updated'], name='conversation_owner_updated'),
+            model_name="conversation",
+            index=models.Index(fields=["owner", "-updated"], name="conversation_owner_updated"),
         ),
         migrations.AddConstraint(
-            model_name='conversation',
-            constraint=models.CheckConstraint(condition=models.Q(('temperature__isnull', True), ('temperature__gte', 0), _connector='OR'), name='conversation_temperature_not_negative'),
+            model_name="conversation",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("temperature__isnull", True), ("temperature__gte", 0), _connector="OR"
+                ),
+                name="conversation_temperature_not_negative",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='conversation',
-            constraint=models.CheckConstraint(condition=models.Q(('top_p__isnull', True), models.Q(('top_p__gte', 0), ('top_p__lte', 1)), _connector='OR'), name='conversation_top_p_in_unit_range'),
+            model_name="conversation",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("top_p__isnull", True),
+                    models.Q(("top_p__gte", 0), ("top_p__lte", 1)),
+                    _connector="OR",
+                ),
+                name="conversation_top_p_in_unit_range",
+            ),
         ),
         migrations.AddIndex(
-            model_name='apicall',
-            index=models.Index(fields=['message', 'created'], name='apicall_message_created'),
+            model_name="apicall",
+            index=models.Index(fields=["message", "created"], name="apicall_message_created"),
         ),
         migrations.AddConstraint(
-            model_name='apicall',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['sending', 'succeeded', 'failed'])), name='apicall_status_valid'),
+            model_name="apicall",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["sending", "succeeded", "failed"])),
+                name="apicall_status_valid",
+            ),
         ),
     ]

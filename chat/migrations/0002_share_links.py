@@ -7,30 +7,59 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('chat', '0001_initial'),
+        ("chat", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Share',
+            name="Share",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('token', models.CharField(default=chat.models.new_share_token, editable=False, max_length=64, unique=True)),
-                ('snapshot', models.JSONField()),
-                ('snapshot_taken', models.DateTimeField()),
-                ('show_inspector', models.BooleanField(default=True, help_text="Show each call's raw JSON and Get code on the shared page.")),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('updated', models.DateTimeField(auto_now=True)),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='shares', to='chat.conversation')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("public_id", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                (
+                    "token",
+                    models.CharField(
+                        default=chat.models.new_share_token,
+                        editable=False,
+                        max_length=64,
+                        unique=True,
+                    ),
+                ),
+                ("snapshot", models.JSONField()),
+                ("snapshot_taken", models.DateTimeField()),
+                (
+                    "show_inspector",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Show each call's raw JSON and Get code on the shared page.",
+                    ),
+                ),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("updated", models.DateTimeField(auto_now=True)),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="shares",
+                        to="chat.conversation",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created', '-id'],
-                'indexes': [models.Index(fields=['conversation', '-created'], name='share_conversation_created')],
+                "ordering": ["-created", "-id"],
+                "indexes": [
+                    models.Index(
+                        fields=["conversation", "-created"], name="share_conversation_created"
+                    )
+                ],
             },
         ),
     ]

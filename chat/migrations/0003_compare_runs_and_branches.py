@@ -6,79 +6,116 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('chat', '0002_share_links'),
+        ("chat", "0002_share_links"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='CompareColumn',
+            name="CompareColumn",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveSmallIntegerField()),
-                ('model', models.CharField(max_length=200)),
-                ('system_prompt', models.TextField(blank=True)),
-                ('temperature', models.FloatField(blank=True, null=True)),
-                ('top_p', models.FloatField(blank=True, null=True)),
-                ('max_tokens', models.PositiveIntegerField(blank=True, null=True)),
-                ('stop', models.JSONField(blank=True, default=list)),
-                ('extra_params', models.JSONField(blank=True, default=dict)),
-                ('generation_started', models.BooleanField(default=False)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('updated', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveSmallIntegerField()),
+                ("model", models.CharField(max_length=200)),
+                ("system_prompt", models.TextField(blank=True)),
+                ("temperature", models.FloatField(blank=True, null=True)),
+                ("top_p", models.FloatField(blank=True, null=True)),
+                ("max_tokens", models.PositiveIntegerField(blank=True, null=True)),
+                ("stop", models.JSONField(blank=True, default=list)),
+                ("extra_params", models.JSONField(blank=True, default=dict)),
+                ("generation_started", models.BooleanField(default=False)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("updated", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['run', 'position'],
+                "ordering": ["run", "position"],
             },
         ),
         migrations.CreateModel(
-            name='CompareRun',
+            name="CompareRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('updated', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("public_id", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("updated", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['created', 'id'],
+                "ordering": ["created", "id"],
             },
         ),
         migrations.AddField(
-            model_name='message',
-            name='compare_column',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='replies', to='chat.comparecolumn'),
+            model_name="message",
+            name="compare_column",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="replies",
+                to="chat.comparecolumn",
+            ),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['parent', 'created'], name='message_parent_created'),
+            model_name="message",
+            index=models.Index(fields=["parent", "created"], name="message_parent_created"),
         ),
         migrations.AddField(
-            model_name='comparerun',
-            name='chosen',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='chat.message'),
+            model_name="comparerun",
+            name="chosen",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="chat.message",
+            ),
         ),
         migrations.AddField(
-            model_name='comparerun',
-            name='conversation',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='compare_runs', to='chat.conversation'),
+            model_name="comparerun",
+            name="conversation",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="compare_runs",
+                to="chat.conversation",
+            ),
         ),
         migrations.AddField(
-            model_name='comparerun',
-            name='prompt',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='compare_runs', to='chat.message'),
+            model_name="comparerun",
+            name="prompt",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="compare_runs",
+                to="chat.message",
+            ),
         ),
         migrations.AddField(
-            model_name='comparecolumn',
-            name='run',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='columns', to='chat.comparerun'),
+            model_name="comparecolumn",
+            name="run",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="columns",
+                to="chat.comparerun",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='comparecolumn',
-            constraint=models.UniqueConstraint(fields=('run', 'position'), name='comparecolumn_unique_position'),
+            model_name="comparecolumn",
+            constraint=models.UniqueConstraint(
+                fields=("run", "position"), name="comparecolumn_unique_position"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='comparecolumn',
-            constraint=models.CheckConstraint(condition=models.Q(('position__lt', 4)), name='comparecolumn_position_below_max'),
+            model_name="comparecolumn",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("position__lt", 4)), name="comparecolumn_position_below_max"
+            ),
         ),
     ]

@@ -5,15 +5,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('chat', '0003_compare_runs_and_branches'),
+        ("chat", "0003_compare_runs_and_branches"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='share',
-            name='compare_run',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='shares', to='chat.comparerun'),
+            model_name="share",
+            name="compare_run",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="shares",
+                to="chat.comparerun",
+            ),
         ),
     ]

@@ -7,59 +7,71 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('chat', '0004_share_compare_runs'),
+        ("chat", "0004_share_compare_runs"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Preset',
+            name="Preset",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('name', models.CharField(max_length=100)),
-                ('model', models.CharField(max_length=200)),
-                ('system_prompt', models.TextField(blank=True)),
-                ('temperature', models.FloatField(blank=True, null=True)),
-                ('top_p', models.FloatField(blank=True, null=True)),
-                ('max_tokens', models.PositiveIntegerField(blank=True, null=True)),
-                ('stop', models.JSONField(blank=True, default=list)),
-                ('extra_params', models.JSONField(blank=True, default=dict)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('updated', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("public_id", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                ("name", models.CharField(max_length=100)),
+                ("model", models.CharField(max_length=200)),
+                ("system_prompt", models.TextField(blank=True)),
+                ("temperature", models.FloatField(blank=True, null=True)),
+                ("top_p", models.FloatField(blank=True, null=True)),
+                ("max_tokens", models.PositiveIntegerField(blank=True, null=True)),
+                ("stop", models.JSONField(blank=True, default=list)),
+                ("extra_params", models.JSONField(blank=True, default=dict)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("updated", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.AddField(
-            model_name='apicall',
-            name='cost_estimated',
+            model_name="apicall",
+            name="cost_estimated",
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name='apicall',
-            name='model',
+            model_name="apicall",
+            name="model",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AddField(
-            model_name='message',
-            name='raw_request',
+            model_name="message",
+            name="raw_request",
             field=models.JSONField(blank=True, null=True),
         ),
         migrations.AddIndex(
-            model_name='apicall',
-            index=models.Index(fields=['conversation', 'created'], name='apicall_conversation_created'),
+            model_name="apicall",
+            index=models.Index(
+                fields=["conversation", "created"], name="apicall_conversation_created"
+            ),
         ),
         migrations.AddField(
-            model_name='preset',
-            name='owner',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='presets', to=settings.AUTH_USER_MODEL),
+            model_name="preset",
+            name="owner",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="presets",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='preset',
-            constraint=models.UniqueConstraint(fields=('owner', 'name'), name='preset_unique_owner_name'),
+            model_name="preset",
+            constraint=models.UniqueConstraint(
+                fields=("owner", "name"), name="preset_unique_owner_name"
+            ),
         ),
     ]

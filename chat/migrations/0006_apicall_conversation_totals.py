@@ -4,14 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('chat', '0005_models_usage_presets_raw'),
+        ("chat", "0005_models_usage_presets_raw"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='apicall',
-            index=models.Index(fields=['conversation', 'prompt_tokens', 'completion_tokens', 'reasoning_tokens', 'usd_spent', 'cost_estimated'], name='apicall_conversation_totals'),
+            model_name="apicall",
+            index=models.Index(
+                fields=[
+                    "conversation",
+                    "prompt_tokens",
+                    "completion_tokens",
+                    "reasoning_tokens",
+                    "usd_spent",
+                    "cost_estimated",
+                ],
+                name="apicall_conversation_totals",
+            ),
         ),
     ]
