@@ -367,6 +367,7 @@ def request_schema(document: Any) -> dict[str, Any] | None:
             {k: v for k, v in body["properties"].items() if k != "messages"}, "", depth=1
         )
         model = properties.pop("model", {})
+        properties = _tools_in_place(properties)
         roles, part_types = _message_shape(reader, body["properties"].get("messages"))
         required = body.get("required")
         if required is not None and not isinstance(required, list):
@@ -381,6 +382,36 @@ def request_schema(document: Any) -> dict[str, Any] | None:
             "problems": reader.problems,
         }
     return None
+
+
+def _tools_in_place(properties: dict[str, Any]) -> dict[str, Any]:
+    """`tools` and `tool_choice` each described under its own name, where a document has
+    them swapped: the provider's Claude document describes a tool definition ({name,
+    description, input_schema}) as `tool_choice` and Anthropic's tool_choice forms
+    ({"type": "auto" | "any" | "tool" | "none"}) as the items of `tools`. Each keeps its
+    own description, which is right; only the shapes move.
+
+    Reference: https://docs.anthropic.com/en/api/messages (tools, tool_choice)
+    """
+    tools, choice = properties.get("tools"), properties.get("tool_choice")
+    if not isinstance(tools, dict) or not isinstance(choice, dict):
+        return properties
+    items = tools.get("items")
+    choice_properties = choice.get("properties")
+    if not (
+        tools.get("type") == "array"
+        and isinstance(items, dict)
+        and isinstance(items.get("anyOf"), list)
+        and "properties" not in items
+        and isinstance(choice_properties, dict)
+        and "input_schema" in choice_properties
+    ):
+        return properties
+    definition = {key: value for key, value in choice.items() if key != "description"}
+    forms = {key: value for key, value in items.items() if key != "description"}
+    if "description" in choice:
+        forms["description"] = choice["description"]
+    return {**properties, "tools": {**tools, "items": definition}, "tool_choice": forms}
 
 
 MAX_SHAPE_NODES = 4000

@@ -10,7 +10,7 @@ from django.contrib.auth.forms import UserCreationForm
 from django.core.validators import MinValueValidator
 from django.template.defaultfilters import filesizeformat
 
-from . import attachments, catalogue, limits, raw_request, schema_form, wire
+from . import attachments, catalogue, limits, raw_request, schema_form, tools_editor, wire
 from .models import CompareColumn, Conversation
 
 _RESOLVE = object()  # "look the schema up from the form's model"
@@ -212,6 +212,18 @@ class ParametersForm(forms.Form):
                 self.add_error(
                     field, f"{problem} Fix it, or tick Send anyway to let the upstream decide."
                 )
+        # A tool_choice naming a function that is not sent (unless the tools could not be read).
+        unread = {"extra_params", schema_form.FIELD_PREFIX + "tools"} & set(self.errors)
+        if not unread and (problem := tools_editor.choice_problem({**set_fields, **free})):
+            self.schema_failed = True
+            field = (
+                "extra_params"
+                if "tool_choice" in free
+                else schema_form.FIELD_PREFIX + "tool_choice"
+            )
+            self.add_error(
+                field, f"{problem} Fix it, or tick Send anyway to let the upstream decide."
+            )
 
     def clean_model(self) -> str:
         return self.cleaned_data["model"].strip()

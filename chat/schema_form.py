@@ -7,7 +7,9 @@ fields are sent" needs a third state), arrays of strings as one-per-line lists,
 and everything else (objects, anyOf/oneOf, arrays of objects: `thinking`,
 `response_format`, `tools`) as a JSON field. The description is the help text.
 A response_format that offers json_schema gets its own editor instead of the JSON
-field (chat/structured_output.py), with the same value.
+field (chat/structured_output.py), with the same value; so do function `tools`, and
+`tool_choice` becomes a select of its forms and the functions tools define
+(chat/tools_editor.py). The three tool parameters sit together, last.
 
 The common parameters keep their own columns and fields (temperature, top_p,
 max_tokens, stop); the schema only sets their help text and is checked against
@@ -50,7 +52,9 @@ class Param:
 
     name: str
     schema: dict[str, Any]
-    kind: str  # number, integer, enum, boolean, text, list, json, response_format
+    # number, integer, enum, boolean, text, list, json, and the editors: response_format,
+    # tools, tool_choice
+    kind: str
 
     @property
     def field_name(self) -> str:
@@ -68,14 +72,31 @@ def params_of(schema: ModelSchema | None) -> list[Param]:
         and name not in COMMON
         and isinstance(spec, dict)
     ]
-    return sorted(params, key=lambda p: p.kind in ("json", "response_format"))
+    return sorted(params, key=_place)
+
+
+# Side by side at the end of the panel: the tools, then what chooses among them.
+TOOL_PARAMS = ("tools", "tool_choice", "parallel_tool_calls")
+EDITORS = ("json", "response_format", "tools", "tool_choice")
+
+
+def _place(param: Param) -> tuple[int, int]:
+    if param.name in TOOL_PARAMS:
+        return (2, TOOL_PARAMS.index(param.name))
+    return (1 if param.kind in EDITORS else 0, 0)
 
 
 def _kind(name: str, spec: dict[str, Any]) -> str:
-    # structured_output builds on this module (parse_json), so it is imported when used.
-    from . import structured_output
+    # The editors build on this module (parse_json), so they are imported when used.
+    from . import structured_output, tools_editor
 
-    return "response_format" if structured_output.takes(name, spec) else kind_of(spec)
+    if structured_output.takes(name, spec):
+        return "response_format"
+    if tools_editor.takes(name, spec):
+        return "tools"
+    if tools_editor.takes_choice(name, spec):
+        return "tool_choice"
+    return kind_of(spec)
 
 
 def kind_of(spec: dict[str, Any]) -> str:
@@ -142,6 +163,12 @@ def make_field(param: Param) -> forms.Field:
         from . import structured_output  # see _kind
 
         return structured_output.editor_field(param)
+    if kind in ("tools", "tool_choice"):
+        from . import tools_editor  # see _kind
+
+        if kind == "tools":
+            return tools_editor.editor_field(param)
+        return tools_editor.choice_field(param)
     return JsonField(
         accepts_string=accepts_string(param.schema),
         widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "class": "json"}),
@@ -211,6 +238,12 @@ def representable(param: Param, value: Any) -> bool:
         from . import structured_output  # see _kind
 
         return structured_output.shows(param, value)
+    if kind in ("tools", "tool_choice"):
+        from . import tools_editor  # see _kind
+
+        if kind == "tools":
+            return tools_editor.shows(param, value)
+        return tools_editor.shows_choice(param, value)
     if kind == "boolean":
         return isinstance(value, bool)
     if kind == "enum":

@@ -97,7 +97,11 @@ class Part:
 
     @property
     def is_checkbox(self) -> bool:
-        return self.key == "strict"
+        return self.key in CHECKBOXES
+
+
+# The parts shown as a checkbox with its label after it (chat/tools_editor.py has "remove").
+CHECKBOXES = frozenset({"strict", "remove"})
 
 
 PARTS = {  # key: (label, help)
@@ -240,28 +244,31 @@ class EditorField(forms.Field):
         return {"type": "json_schema", "json_schema": json_schema}
 
 
-def schema_of(text: str) -> dict[str, Any] | None:
-    """The schema typed in the editor (None when blank), or a ValidationError naming the problem."""
+def schema_of(
+    text: str, *, name: str = "Schema", max_depth: int = MAX_SCHEMA_DEPTH
+) -> dict[str, Any] | None:
+    """A JSON Schema typed in an editor (None when blank), or a ValidationError naming the
+    problem, each message starting with `name` (the tools editor checks its parameters here)."""
     text = text.strip()
     if not text:
         return None
     try:
         schema = schema_form.parse_json(
-            text, name="Schema", max_bytes=MAX_SCHEMA_BYTES, max_depth=MAX_SCHEMA_DEPTH
+            text, name=name, max_bytes=MAX_SCHEMA_BYTES, max_depth=max_depth
         )
     except forms.ValidationError as error:
         raise forms.ValidationError(
-            [m if m.startswith("Schema") else f"Schema: {m}" for m in error.messages]
+            [m if m.startswith(name) else f"{name}: {m}" for m in error.messages]
         ) from None
     if not isinstance(schema, dict):
         raise forms.ValidationError(
-            'Schema: must be a JSON object, like {"type": "object", "properties": {...}}.'
+            f'{name}: must be a JSON object, like {{"type": "object", "properties": {{...}}}}.'
         )
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as error:
         raise forms.ValidationError(
-            f"Schema: not a valid JSON Schema: {_where(error)}: {_short(error.message)}"
+            f"{name}: not a valid JSON Schema: {_where(error)}: {_short(error.message)}"
         ) from None
     return schema
 

@@ -7,7 +7,7 @@ import pytest
 from django import forms as django_forms
 from django.urls import reverse
 
-from chat import catalogue, client, schema_form, structured_output
+from chat import catalogue, client, schema_form, structured_output, tools_editor
 from chat.forms import ParametersForm
 from chat.models import Conversation, Message
 from tests.helpers import send, sent_bodies
@@ -39,7 +39,7 @@ def test_claude_gets_its_own_ranges_and_nested_objects_from_its_schema():
     assert "At least 0." in top_k.help_text
     assert "Only sample from the top K options" in top_k.help_text  # the description
     assert isinstance(form.fields["schema__thinking"], schema_form.JsonField)
-    assert isinstance(form.fields["schema__tools"], schema_form.JsonField)
+    assert isinstance(form.fields["schema__tools"], tools_editor.ToolsField)  # Anthropic's shape
     assert isinstance(form.fields["schema__stop_sequences"], schema_form.ListField)
     # Claude's top-level `system` is the panel's System prompt, shown once.
     assert "schema__system" not in form.fields
@@ -59,7 +59,7 @@ def test_gpt_4o_gets_the_openai_set_with_its_own_ranges():
     assert [value for value, _ in parallel.choices] == ["", "true", "false"]
     response_format = form.fields["schema__response_format"]
     assert isinstance(response_format, structured_output.EditorField)  # it offers json_schema
-    assert form.fields["schema__tool_choice"].accepts_string  # "auto" or an object
+    assert isinstance(form.fields["schema__tool_choice"], tools_editor.ToolChoiceField)
     assert "schema__thinking" not in form.fields
 
 
@@ -185,7 +185,7 @@ def test_the_saved_schema_fields_come_back_in_their_own_fields(alice_client, con
         ),
         (CLAUDE, {"schema__thinking": '{"type": "on"}'}, "thinking.budget_tokens: is required."),
         (GPT, {"top_p": "0.001"}, "top_p: must be at least 0.01."),
-        (GPT, {"schema__tool_choice": "sometimes"}, "tool_choice: must be one of"),
+        (GPT, {"extra_params": '{"tool_choice": "sometimes"}'}, "tool_choice: must be one of"),
         (
             GPT,
             {"extra_params": '{"response_format": {"type": "xml"}}'},
@@ -216,7 +216,7 @@ def test_send_anyway_sends_what_the_schema_refuses(alice_client, conversation, u
     assert Message.objects.get(role="assistant").status == Message.Status.COMPLETE
 
 
-def test_a_string_choice_in_a_json_field_is_sent_as_a_string(alice_client, conversation, upstream):
+def test_a_string_tool_choice_is_sent_as_a_string(alice_client, conversation, upstream):
     send(alice_client, conversation, "Hi", model=GPT, schema__tool_choice="auto")
 
     (body,) = sent_bodies(upstream)
@@ -239,12 +239,10 @@ def test_a_number_in_a_json_field_is_checked_against_the_schema_not_crashed_on(
     alice_client, conversation, upstream
 ):
     # Found by Hypothesis: "0.0" parses as a number, and the length check ran on it.
-    response = send(
-        alice_client, conversation, "Keep this", model=CLAUDE, schema__tool_choice="0.0"
-    )
+    response = send(alice_client, conversation, "Keep this", model=CLAUDE, schema__metadata="0.0")
 
     assert response.status_code == 400
-    assert "tool_choice: must be" in response.content.decode()
+    assert "metadata: must be an object." in response.content.decode()
     assert upstream.chat_requests() == []
 
 
@@ -268,17 +266,14 @@ def test_an_oversized_json_field_is_refused_with_its_length(alice_client, conver
         ("a" * 20_000, "tool_choice: at most 16,384 bytes."),
     ],
 )
-def test_a_field_that_also_takes_text_still_has_its_limits(
-    alice_client, conversation, upstream, tool_choice, error
-):
-    response = send(
-        alice_client, conversation, "Keep this", model=GPT, schema__tool_choice=tool_choice
-    )
+def test_a_field_that_also_takes_text_still_has_its_limits(tool_choice, error):
+    # As a schema whose tool_choice the select cannot offer would have it (chat/tools_editor.py).
+    field = schema_form.JsonField(label="tool_choice", accepts_string=True, required=False)
 
-    page = response.content.decode()
-    assert response.status_code == 400
-    assert error in page and "Keep this" in page
-    assert upstream.chat_requests() == []
+    with pytest.raises(django_forms.ValidationError) as refused:
+        field.clean(tool_choice)
+
+    assert refused.value.messages == [error]
 
 
 def test_the_panel_endpoint_renders_the_new_models_fields_keeping_typed_values(

@@ -1,6 +1,8 @@
-// The parameter panel: show the new model's fields when the model changes, and filter
-// the model browser as you type. Without this file, "Save parameters" shows the new
-// model's panel and the browser lists every model.
+// The parameter panel: show the new model's fields when the model changes, filter the
+// model browser as you type, add function slots to the tools editor and offer the
+// functions typed there in tool_choice. Without this file, "Save parameters" shows the
+// new model's panel (and the functions saved), the browser lists every model, and the
+// tools editor has one blank slot per save.
 "use strict";
 
 // The fields every model has: they stay in place (focus and typing are never lost);
@@ -26,6 +28,7 @@ async function refreshPanel(panel) {
   const freshBlock = fresh.querySelector("#schema-block");
   keepEditsMadeWhileWaiting(block, freshBlock, sent);
   block.replaceWith(freshBlock);
+  setUpToolsEditors(panel);
 }
 
 function followModel(panel, fresh, name) {
@@ -87,6 +90,117 @@ function setUpPanel(panel) {
     });
   }
   setUpModelFilter(panel);
+  setUpToolsEditors(panel);
+  panel.addEventListener("click", (event) => {
+    const button = event.target.closest("[data-tools-editor] button.add-function");
+    if (button) addFunctionSlot(button.closest("[data-tools-editor]"), button);
+  });
+  const followTools = (event) => {
+    if (event.target.closest("[data-tools-editor]")) offerDefinedFunctions(panel);
+  };
+  panel.addEventListener("input", followTools);
+  panel.addEventListener("change", followTools);
+}
+
+// --- The tools editor -----------------------------------------------------------
+
+const FUNCTION_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
+const CALL_PREFIX = "function:";
+
+function setUpToolsEditors(panel) {
+  for (const button of panel.querySelectorAll("[data-tools-editor] button.add-function")) {
+    button.hidden = false;
+  }
+  // The functions offered that the editor does not hold come from the free JSON: kept.
+  const select = toolChoiceSelect(panel);
+  if (select) {
+    const typed = new Set(editorFunctionNames(panel));
+    select.dataset.otherNames = JSON.stringify(
+      offeredNames(select).filter((name) => !typed.has(name)),
+    );
+  }
+}
+
+// A copy of the last blank slot, numbered after the others (the server reads the slots
+// in the order of their numbers, and names errors by position: "Function 3: ...").
+function addFunctionSlot(editor, button) {
+  const field = editor.dataset.toolsEditor;
+  const slots = editor.querySelectorAll(".tool-slot");
+  const model = [...slots].reverse().find((slot) => slot.classList.contains("blank"));
+  if (!model) return;
+  const marker = new RegExp(`${escapeRegExp(field)}_(\\d+)_`);
+  const found = model.querySelector("[name]")?.name.match(marker);
+  if (!found) return;
+  const from = `${field}_${found[1]}_`;
+  const next = Math.max(
+    ...[...slots].map((slot) => Number(slot.querySelector("[name]")?.name.match(marker)?.[1] ?? -1)),
+  ) + 1;
+  const to = `${field}_${next}_`;
+  const fresh = model.cloneNode(true);
+  for (const element of fresh.querySelectorAll("[name], [id], [for], [aria-describedby]")) {
+    for (const attribute of ["name", "id", "for", "aria-describedby"]) {
+      const value = element.getAttribute(attribute);
+      if (value) element.setAttribute(attribute, value.split(from).join(to));
+    }
+  }
+  for (const input of fresh.querySelectorAll("input, textarea")) {
+    if (input.type === "checkbox") input.checked = false;
+    else input.value = "";
+    input.removeAttribute("aria-invalid");
+  }
+  for (const error of fresh.querySelectorAll(".field-error")) error.remove();
+  for (const part of fresh.querySelectorAll(".has-error")) part.classList.remove("has-error");
+  fresh.classList.remove("has-error");
+  const legend = fresh.querySelector("legend");
+  if (legend) legend.textContent = `Function ${slots.length + 1} (new)`;
+  button.before(fresh);
+  fresh.querySelector("input[type=text]")?.focus();
+}
+
+function escapeRegExp(text) {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+function toolChoiceSelect(panel) {
+  return panel.querySelector("#schema-block select[data-calls-functions]");
+}
+
+function editorFunctionNames(panel) {
+  const names = [];
+  for (const slot of panel.querySelectorAll("[data-tools-editor] .tool-slot")) {
+    const name = slot.querySelector('input[name$="_name"]')?.value.trim() ?? "";
+    const removed = slot.querySelector('input[name$="_remove"]')?.checked;
+    if (!removed && FUNCTION_NAME.test(name) && !names.includes(name)) names.push(name);
+  }
+  return names;
+}
+
+function offeredNames(select) {
+  return [...select.querySelectorAll("option")]
+    .map((option) => option.value)
+    .filter((value) => value.startsWith(CALL_PREFIX))
+    .map((value) => value.slice(CALL_PREFIX.length));
+}
+
+// tool_choice offers the functions as typed, and keeps the one chosen even when it is
+// gone (the server then says it names no function that is sent).
+function offerDefinedFunctions(panel) {
+  const select = toolChoiceSelect(panel);
+  if (!select) return;
+  const chosen = select.value;
+  const names = [...editorFunctionNames(panel), ...JSON.parse(select.dataset.otherNames || "[]")];
+  if (chosen.startsWith(CALL_PREFIX)) names.push(chosen.slice(CALL_PREFIX.length));
+  let group = select.querySelector("optgroup");
+  if (!group) {
+    group = document.createElement("optgroup");
+    group.label = "Call this function";
+    select.append(group);
+  }
+  group.replaceChildren(
+    ...[...new Set(names)].map((name) => new Option(name, CALL_PREFIX + name)),
+  );
+  group.hidden = names.length === 0;
+  select.value = chosen;
 }
 
 document.addEventListener("DOMContentLoaded", () => {
