@@ -41,7 +41,9 @@ logger = logging.getLogger(__name__)
 
 CATALOGUE_KEY = "catalogue:v3"  # v3: entries validated (client.normalise_model)
 REFRESH_LOCK_KEY = "catalogue:refreshing"
-SCHEMA_KEY = "schema:v3:"  # v3: a FetchedSchema, kept with no expiry
+# v4: a FetchedSchema whose reading has the message shape (roles, part types) and
+# Claude's tools and tool_choice under their own names.
+SCHEMA_KEY = "schema:v4:"
 SCHEMA_REFRESH_LOCK_KEY = "schema:refreshing:"
 # A refresh that died without releasing its lock holds it no longer than this.
 REFRESH_LOCK_SECONDS = 120

@@ -43,7 +43,9 @@ APP_CONTROLLED = {"model", "messages", "stream", "stream_options"}
 PANEL_OWNED = {"system"}
 COMMON = ("temperature", "top_p", "max_tokens", "stop")
 MAX_HELP_CHARS = 160
-MAX_JSON_DEPTH = 8
+# Real tool and response schemas nest an array of objects a few levels down; 16 leaves
+# room for them while bounding what the checks and the pages walk.
+MAX_JSON_DEPTH = 16
 
 
 @dataclass(frozen=True)

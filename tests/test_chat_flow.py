@@ -220,7 +220,7 @@ def test_one_submit_makes_one_generation(alice_client, conversation, upstream):
         ("extra_params", "[1, 2]", "must be a JSON object"),
         ("extra_params", '{"model": "x"}', "&quot;model&quot; cannot be set here"),
         ("extra_params", '{"stream": true}', "&quot;stream&quot; cannot be set here"),
-        ("extra_params", "[" * 5000 + "]" * 5000, "Extra parameters: nests deeper than 8 levels"),
+        ("extra_params", "[" * 5000 + "]" * 5000, "Extra parameters: nests deeper than 16 levels"),
     ],
 )
 def test_it_rejects_bad_parameters_and_keeps_the_text(

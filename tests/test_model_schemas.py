@@ -261,7 +261,7 @@ def test_an_oversized_json_field_is_refused_with_its_length(alice_client, conver
 @pytest.mark.parametrize(
     ("tool_choice", "error"),
     [
-        ("[" * 5000 + "]" * 5000, "tool_choice: nests deeper than 8 levels."),
+        ("[" * 5000 + "]" * 5000, "tool_choice: nests deeper than 16 levels."),
         ("[" * 20_000, "tool_choice: at most 16,384 bytes."),
         ("a" * 20_000, "tool_choice: at most 16,384 bytes."),
     ],

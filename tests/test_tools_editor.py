@@ -211,9 +211,9 @@ def test_no_function_sends_no_tools():
         ),
         ({"parameters": "[1, 2]"}, "parameters", "Function 2: parameters: must be a JSON object"),
         (
-            {"parameters": '{"type": "object", "a": ' * 6 + "1" + "}" * 6},
+            {"parameters": '{"type": "object", "a": ' * 14 + "1" + "}" * 14},
             "parameters",
-            "Function 2: parameters: nests deeper than 5 levels.",
+            "Function 2: parameters: nests deeper than 13 levels.",
         ),
         (
             {"parameters": json.dumps({"type": "object", "d": "x" * 17_000})},
@@ -620,3 +620,20 @@ def test_whatever_the_editor_posts_it_cleans_or_refuses_and_a_clean_value_shows_
         conversation.model = model
         conversation.extra_params = {"tools": value}
         assert ParametersForm.initial_for(conversation)[FIELD] == value
+
+
+def test_a_parameters_schema_with_an_array_of_objects_is_taken():
+    """A common shape: a list of objects, each with typed properties (seven levels)."""
+    items = {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "tags": {"type": "array"}},
+        },
+    }
+    schema = {"type": "object", "properties": {"rows": items}}
+
+    form = bound(GPT, {"name": "save_rows", "parameters": schema})
+
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data[FIELD] == [openai_tool("save_rows", parameters=schema)]
