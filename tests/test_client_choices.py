@@ -6,12 +6,12 @@ real HTTP on 127.0.0.1: n=2 streams interleaved by index, tool-call fragments of
 interleaved, and hostile variants that must neither crash the reader nor grow what it keeps.
 """
 
-import asyncio
 import json
 
 import pytest
 
 from chat import client
+from tests.helpers import on_event_loop
 
 MAX_TOOL_CALLS = client.MAX_TOOL_CALLS
 
@@ -259,7 +259,7 @@ def test_the_event_loop_reader_assembles_the_same_choices(upstream):
         await stream.aclose()
         return stream
 
-    assert asyncio.run(read()).choices() == threaded.choices()
+    assert on_event_loop(read).choices() == threaded.choices()
 
 
 # --- Hostile streams -----------------------------------------------------------
