@@ -168,7 +168,7 @@ def _snapshot(conversation: Conversation, run: CompareRun | None) -> dict[str, A
         replies = [c.reply for c in compare.compare_columns(run=run) if c.reply is not None]
         messages += replies
         leaf = run.chosen or (replies[0] if replies else None)
-    document = exports.conversation_document(
+    document = exports.conversation_snapshot(
         conversation=conversation, messages=messages, leaf=leaf
     )
     return {"snapshot": document, "snapshot_taken": timezone.now()}
