@@ -757,7 +757,7 @@ def conversation_read(
         checked.append(_message_read(message, where, known, version=version, files=files))
         known.add(checked[-1]["id"])
     leaf = document.get("current_leaf")
-    if leaf is not None and leaf not in known:
+    if leaf is not None and not _one_of(leaf, known):
         raise ImportRejected(f"{path}.current_leaf: no message has the id {leaf!r}.")
     title = _string(document.get("title", ""), f"{path}.title", max_length=200).strip()
     by_id = {message["id"]: message for message in checked}
@@ -789,7 +789,7 @@ def _message_files(message: dict[str, Any]) -> Iterator[str]:
 def _compare_run_read(run: Any, path: str, messages: dict[str, dict]) -> dict[str, Any]:
     """A compare run: a user message as prompt, and 1-4 columns of its replies."""
     _expect_object(run, path, required={"prompt", "columns"}, optional={"chosen"})
-    prompt = messages.get(run["prompt"])
+    prompt = messages.get(run["prompt"]) if isinstance(run["prompt"], str) else None
     if prompt is None or prompt["role"] != Message.Role.USER:
         raise ImportRejected(f"{path}.prompt: {run['prompt']!r} is not a user message here.")
     columns = _expect_list(run["columns"], f"{path}.columns")
@@ -821,7 +821,7 @@ def _compare_run_read(run: Any, path: str, messages: dict[str, dict]) -> dict[st
             {**_parameters_read(column, where), "position": position, "replies": replies}
         )
     chosen = run.get("chosen")
-    if chosen is not None and chosen not in claimed:
+    if chosen is not None and not _one_of(chosen, claimed):
         raise ImportRejected(f"{path}.chosen: {chosen!r} is not one of the run's replies.")
     return {"prompt": run["prompt"], "chosen": chosen, "columns": checked}
 
@@ -896,7 +896,7 @@ def _message_read(
     if not message_id or message_id in known:
         raise ImportRejected(f"{path}.id: must be a unique, non-empty string.")
     parent = message.get("parent")
-    if parent is not None and parent not in known:
+    if parent is not None and not _one_of(parent, known):
         raise ImportRejected(
             f"{path}.parent: {parent!r} is not the id of an earlier message in this conversation."
         )
@@ -950,6 +950,11 @@ def _message_read(
             for i, call in enumerate(calls)
         ],
     }
+
+
+def _one_of(reference: Any, ids: Collection[str]) -> bool:
+    """Whether `reference` is one of the message ids `ids` (a file may put anything there)."""
+    return isinstance(reference, str) and reference in ids
 
 
 def _most(name: str) -> int:

@@ -250,6 +250,14 @@ REFUSED = {
         "messages[1].parent: 'b' is not the id of an earlier message",
     ),
     "duplicate ids": (encode(with_message({"id": "a"})), "messages[1].id: must be a unique"),
+    "a parent that is not an id": (
+        encode(with_message({"parent": ["a"]})),
+        "messages[1].parent: [&#x27;a&#x27;] is not the id of an earlier message",
+    ),
+    "a leaf that is not an id": (
+        encode(valid_file(current_leaf={"id": "b"})),
+        "conversations[0].current_leaf: no message has the id {&#x27;id&#x27;: &#x27;b&#x27;}",
+    ),
     "a leaf that does not exist": (
         encode(valid_file(current_leaf="zzz")),
         "conversations[0].current_leaf: no message has the id 'zzz'",
@@ -415,6 +423,11 @@ RUN_COLUMN = {"position": 0, "model": "demo/echo", "replies": ["b"]}
     "run, problem",
     [
         ({"prompt": "b", "columns": [RUN_COLUMN]}, "compare_runs[0].prompt: 'b' is not a user"),
+        ({"prompt": ["a"], "columns": [RUN_COLUMN]}, "compare_runs[0].prompt: ['a'] is not a user"),
+        (
+            {"prompt": "a", "columns": [RUN_COLUMN], "chosen": ["b"]},
+            "compare_runs[0].chosen: ['b'] is not one of the run",
+        ),
         (
             {"prompt": "a", "columns": [{**RUN_COLUMN, "replies": ["a"]}]},
             "columns[0].replies: 'a' is not a reply to the prompt",
