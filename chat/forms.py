@@ -322,7 +322,10 @@ class ImportForm(forms.Form):
     label_suffix = ""
     file = forms.FileField(
         label="Export file (JSON)",
-        help_text="A file made by Export. It becomes new conversations in your account.",
+        help_text=(
+            "A file made by Export, or a chat completions request body. It becomes new "
+            "conversations in your account."
+        ),
         widget=forms.ClearableFileInput(attrs={"accept": "application/json,.json"}),
     )
 

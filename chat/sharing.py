@@ -1,15 +1,24 @@
-"""Share links: read-only snapshots of one branch, and continuing them elsewhere."""
+"""Share links: read-only snapshots of one branch, and continuing them elsewhere.
 
+A snapshot holds its own copy of every file its messages show or its calls sent
+(chat/exports.py); the shared page serves them from there, so a link never opens
+the owner's files, and a revoked link stops serving them too.
+"""
+
+import base64
+import binascii
 import json
 from datetime import timedelta
 from typing import Any
 
 from django.db.models import QuerySet
+from django.db.models.fields.json import KeyTransform
 from django.http import Http404
+from django.urls import reverse
 from django.utils import timezone
 
-from . import compare, exports, services
-from .models import ApiCall, CompareColumn, CompareRun, Conversation, Message, Share
+from . import attachments, compare, exports, presenters, services
+from .models import ApiCall, Attachment, CompareColumn, CompareRun, Conversation, Message, Share
 
 
 def share_create(
@@ -60,13 +69,14 @@ def share_revoke(*, share: Share) -> None:
         share.save(update_fields=["revoked_at", "updated"])
 
 
-def share_get_live(*, token: str) -> Share:
+def share_get_live(*, token: str, with_snapshot: bool = True) -> Share:
     """The share behind a URL, or 404 if there is none, or it was revoked or has expired.
 
     All three look the same from outside, so a URL tells nothing about links
     that no longer work.
     """
-    share = Share.objects.filter(token=token).first()
+    shares = Share.objects.filter(token=token)
+    share = (shares if with_snapshot else shares.defer("snapshot")).first()
     if share is None or share.state != Share.State.ACTIVE:
         raise Http404("This link does not exist or is no longer shared.")
     return share
@@ -105,7 +115,10 @@ def shares_for(*, owner: Any) -> QuerySet[Share]:
 
 
 def snapshot_messages(*, share: Share) -> list[Message]:
-    """The snapshot as unsaved model objects, so the page templates can render it."""
+    """The snapshot as unsaved model objects, presented, so the page templates can render
+    them; their files load from the share's own URLs. A snapshot taken before version 2
+    of the format has each message's text only."""
+    files = snapshot_attachments(snapshot=share.snapshot)
     messages = []
     for item in share.snapshot["messages"]:
         message = Message(
@@ -113,12 +126,64 @@ def snapshot_messages(*, share: Share) -> list[Message]:
             status=item["status"],
             content=item["content"],
             reasoning=item["reasoning"],
+            parts=item.get("parts"),
+            tool_calls=item.get("tool_calls"),
+            tool_call_id=item.get("tool_call_id", ""),
+            refusal=item.get("refusal", ""),
+            extra=item.get("extra") or {},
+            choice_index=item.get("choice_index"),
+            finish_reason=item.get("finish_reason", ""),
+            logprobs=item.get("logprobs"),
+            written=item.get("written", item["role"] == Message.Role.USER),
+            raw_body=item.get("raw_body", ""),
         )
         message.snapshot_id = item["id"]
-        message.call_list = [_call(call) for call in item["calls"]]
+        message.call_list = [_call(call, files) for call in item["calls"]]
         message.last_call = message.call_list[-1] if message.call_list else None
         messages.append(message)
+    presenters.messages_present(
+        messages,
+        attachments=files,
+        url_for=lambda attachment: reverse("shared_file", args=[share.token, attachment.sha256]),
+    )
     return messages
+
+
+def snapshot_attachments(*, snapshot: dict[str, Any]) -> dict[str, Attachment]:
+    """The snapshot's files as unsaved attachments (without their bytes), by key."""
+    return {
+        sha: Attachment(
+            sha256=sha,
+            **{name: entry.get(name) for name in ("media_type", "filename", "width", "height")},
+            size=entry.get("size") or 0,
+        )
+        for sha, entry in (snapshot.get("attachments") or {}).items()
+    }
+
+
+def snapshot_file(*, token: str, sha256: str) -> tuple[Attachment, bytes]:
+    """A file of a live share's snapshot, read from the snapshot alone (not the rest of it,
+    which may hold megabytes of calls and other files); 404 for any other file."""
+    if not exports.SHA256.fullmatch(sha256):
+        raise Http404("No such file.")
+    share = share_get_live(token=token, with_snapshot=False)
+    entry = (
+        Share.objects.filter(pk=share.pk)
+        .values_list(KeyTransform(sha256, KeyTransform("attachments", "snapshot")), flat=True)
+        .first()
+    )
+    try:
+        data = base64.b64decode(entry["data"], validate=True)
+    except (TypeError, KeyError, binascii.Error, ValueError):
+        raise Http404("No such file.") from None
+    # Served as what its bytes are, whatever the snapshot says.
+    sniffed = attachments.sniff(data)
+    if sniffed is None or not isinstance(entry.get("filename"), str):
+        raise Http404("No such file.")
+    attachment = Attachment(
+        sha256=sha256, media_type=sniffed.media_type, filename=entry["filename"], size=len(data)
+    )
+    return attachment, data
 
 
 def snapshot_compare(*, share: Share, messages: list[Message]) -> tuple[list, list]:
@@ -153,9 +218,18 @@ def snapshot_parameters(*, share: Share) -> list[tuple[str, str]]:
     ]
 
 
-def _call(document: dict[str, Any]) -> ApiCall:
+def _call(document: dict[str, Any], files: dict[str, Attachment]) -> ApiCall:
     fields = {name: document[name] for name in exports.CALL_FIELDS}
-    return ApiCall(**fields)
+    call = ApiCall(
+        **fields,
+        request_splices=document.get("request_splices", []),
+        cost_estimated=document.get("cost_estimated", False),
+        model=document.get("model", ""),
+    )
+    # The inspector names the files cut out of the body, and Get code reads them, from
+    # the snapshot's files: the call has no conversation to look them up in.
+    call._spliced = files
+    return call
 
 
 def _snapshot(conversation: Conversation, run: CompareRun | None) -> dict[str, Any]:
@@ -168,7 +242,7 @@ def _snapshot(conversation: Conversation, run: CompareRun | None) -> dict[str, A
         replies = [c.reply for c in compare.compare_columns(run=run) if c.reply is not None]
         messages += replies
         leaf = run.chosen or (replies[0] if replies else None)
-    document = exports.conversation_document(
+    document = exports.conversation_snapshot(
         conversation=conversation, messages=messages, leaf=leaf
     )
     return {"snapshot": document, "snapshot_taken": timezone.now()}

@@ -105,4 +105,5 @@ urlpatterns = [
     path("shares/<uuid:public_id>/revoke/", views.share_revoke, name="share_revoke"),
     path("s/<str:token>/", views.shared_conversation, name="shared_conversation"),
     path("s/<str:token>/continue/", views.share_continue, name="share_continue"),
+    path("s/<str:token>/files/<str:sha256>/", views.shared_file, name="shared_file"),
 ]

@@ -942,6 +942,19 @@ def shared_conversation(request: HttpRequest, token: str) -> HttpResponse:
     return response
 
 
+@require_GET
+@never_cache  # a revoked link stops serving its files at once too
+def shared_file(request: HttpRequest, token: str, sha256: str) -> HttpResponse:
+    """A file shown on a share page, from the snapshot's own copy: never the owner's
+    files, and only those the snapshot holds."""
+    attachment, data = sharing.snapshot_file(token=token, sha256=sha256)
+    response = attachments.file_response(attachment, data=data)
+    del response["Cache-Control"]  # the owner's files are immutable; a share's may be revoked
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    response["Referrer-Policy"] = "same-origin"
+    return response
+
+
 @require_http_methods(["GET", "POST"])
 def share_continue(request: HttpRequest, token: str) -> HttpResponse:
     share = sharing.share_get_live(token=token)  # a dead link is not worth logging in for

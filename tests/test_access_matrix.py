@@ -96,6 +96,8 @@ MATRIX: dict[str, Row] = {
     "share_continue": Row(
         ("token",), {"GET": MINE, "POST": (302, 302, LOGIN, LOGIN)}, login_required=False
     ),
+    # A file the snapshot holds, from its own copy: whoever has the link.
+    "shared_file": Row(("token", "sha256"), {"GET": PUBLIC}, login_required=False),
     # The parameter panel for a model (read-only; JavaScript swaps it in).
     "parameters_panel": Row(("conversation",), {"POST": OWNED}),
     "usage": Row((), {"GET": MINE}),
@@ -125,10 +127,20 @@ def test_every_url_has_a_row():
 
 @pytest.fixture
 def world(alice, bob):
-    """Alice's objects that the URLs name: a conversation with a failed reply, its call, a share,
-    a compare run (started by the form path, so its columns are claimed) and a preset."""
+    """Alice's objects that the URLs name: a conversation with a failed reply, its call, a share
+    (of a question with a file), a compare run (started by the form path, so its columns are
+    claimed) and a preset."""
     conversation = Conversation.objects.create(owner=alice, model="demo/echo", title="Alice's")
-    question = Message.objects.create(conversation=conversation, role="user", content="Hi")
+    image = png_bytes()
+    attachment = attachment_store(owner=alice, filename="a.png", data=image, sniffed=sniff(image))
+    question = Message.objects.create(
+        conversation=conversation,
+        role="user",
+        content="Hi",
+        parts=[{"type": "attachment", "attachment": str(attachment.public_id)}],
+        written=True,
+    )
+    question.attachments.set([attachment])
     reply = Message.objects.create(
         conversation=conversation, parent=question, role="assistant", status="failed"
     )
@@ -147,8 +159,6 @@ def world(alice, bob):
         claim=True,
     )
     preset = Preset.objects.create(owner=alice, name="Mine", model="demo/echo")
-    image = png_bytes()
-    attachment = attachment_store(owner=alice, filename="a.png", data=image, sniffed=sniff(image))
     return {
         "attachment": attachment,
         "preset": preset,
@@ -176,6 +186,7 @@ def build_url(name: str, world: dict) -> str:
         "preset": world["preset"].public_id,
         "request": "request",
         "attachment": world["attachment"].public_id,
+        "sha256": world["attachment"].sha256,
     }
     return reverse(name, args=[values[arg] for arg in MATRIX[name].args])
 
@@ -217,7 +228,7 @@ def test_each_persona_gets_the_expected_status(name, method, persona, world, ali
 
 
 # Files are served under a stricter policy of their own (test below).
-FILES = {"attachment_file"}
+FILES = {"attachment_file", "shared_file"}
 PAGES = [
     name
     for name, row in MATRIX.items()

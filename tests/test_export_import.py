@@ -72,7 +72,7 @@ def test_it_exports_one_conversation_with_every_branch_and_call(alice_client, co
     document = json.loads(b"".join(response.streaming_content))
 
     assert response["Content-Disposition"] == 'attachment; filename="travel-ideas.json"'
-    assert (document["format"], document["version"]) == ("playground.conversations", 1)
+    assert (document["format"], document["version"]) == ("playground.conversations", 2)
     [exported] = document["conversations"]
     assert exported["model"] == "demo/echo"
     assert exported["system_prompt"] == "Be brief."
@@ -217,7 +217,7 @@ REFUSED = {
         encode({**valid_file(), "format": "something-else"}),
         'file.format: expected "playground.conversations"',
     ),
-    "a newer version": (encode({**valid_file(), "version": 2}), "format version 2"),
+    "a newer version": (encode({**valid_file(), "version": 3}), "format version 3"),
     "no conversations": (encode({**valid_file(), "conversations": []}), "has no conversations"),
     "a missing field": (
         encode(without_content()),
@@ -228,8 +228,17 @@ REFUSED = {
         'conversations[0]: unknown field "owner"',
     ),
     "an unknown role": (
-        encode(with_message({"role": "system"})),
-        'conversations[0].messages[1].role: must be "user" or "assistant"',
+        encode(with_message({"role": "robot"})),
+        "conversations[0].messages[1].role: must be one of system, developer, user, assistant, "
+        "tool, not 'robot'",
+    ),
+    "a version 2 field in a version 1 file": (
+        encode(with_message({"parts": []})),
+        'conversations[0].messages[1]: unknown field "parts"',
+    ),
+    "files in a version 1 file": (
+        encode({**valid_file(), "attachments": {}}),
+        'file: unknown field "attachments"',
     ),
     "an unknown status": (encode(with_message({"status": "done"})), "messages[1].status"),
     "a parent that comes later": (
@@ -241,6 +250,14 @@ REFUSED = {
         "messages[1].parent: 'b' is not the id of an earlier message",
     ),
     "duplicate ids": (encode(with_message({"id": "a"})), "messages[1].id: must be a unique"),
+    "a parent that is not an id": (
+        encode(with_message({"parent": ["a"]})),
+        "messages[1].parent: [&#x27;a&#x27;] is not the id of an earlier message",
+    ),
+    "a leaf that is not an id": (
+        encode(valid_file(current_leaf={"id": "b"})),
+        "conversations[0].current_leaf: no message has the id {&#x27;id&#x27;: &#x27;b&#x27;}",
+    ),
     "a leaf that does not exist": (
         encode(valid_file(current_leaf="zzz")),
         "conversations[0].current_leaf: no message has the id 'zzz'",
@@ -406,6 +423,11 @@ RUN_COLUMN = {"position": 0, "model": "demo/echo", "replies": ["b"]}
     "run, problem",
     [
         ({"prompt": "b", "columns": [RUN_COLUMN]}, "compare_runs[0].prompt: 'b' is not a user"),
+        ({"prompt": ["a"], "columns": [RUN_COLUMN]}, "compare_runs[0].prompt: ['a'] is not a user"),
+        (
+            {"prompt": "a", "columns": [RUN_COLUMN], "chosen": ["b"]},
+            "compare_runs[0].chosen: ['b'] is not one of the run",
+        ),
         (
             {"prompt": "a", "columns": [{**RUN_COLUMN, "replies": ["a"]}]},
             "columns[0].replies: 'a' is not a reply to the prompt",

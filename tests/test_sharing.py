@@ -1,17 +1,22 @@
 """Share links: who can see what, snapshots, update, revoke, expiry, continue."""
 
+import base64
+import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from chat.models import ApiCall, Conversation, Message, Share
+from chat.models import ApiCall, Attachment, Conversation, Message, Share
 from tests.conftest import TEST_API_KEY
-from tests.helpers import send
+from tests.helpers import png_bytes, send
 
 pytestmark = pytest.mark.django_db
+
+IMAGE = png_bytes(5, 4, seed=11)
 
 
 @pytest.fixture
@@ -413,3 +418,162 @@ def test_continuing_a_link_that_hides_the_headers_copies_the_calls_without_them(
     copied = ApiCall.objects.exclude(conversation=conversation).get()
     assert copied.response_headers == {}
     assert copied.request_body == ApiCall.objects.get(conversation=conversation).request_body
+
+
+# --- Files on a share page: the snapshot's own copy, at the share's own URLs -----------
+
+
+@pytest.fixture
+def with_image(alice_client, conversation):
+    """The conversation, its next turn carrying an image (sent again by the turn after)."""
+    from tests.test_message_structure import send_files, upload
+
+    send_files(alice_client, conversation, files=[upload("cat.png", IMAGE)])
+    send(alice_client, conversation, "And again?")
+    conversation.refresh_from_db()
+    return Attachment.objects.get()
+
+
+def shared_file_url(share: Share, sha256: str) -> str:
+    return reverse("shared_file", args=[share.token, sha256])
+
+
+def test_a_share_page_shows_the_thumbnail_from_the_share_never_from_the_owners_files(
+    alice_client, conversation, with_image
+):
+    share = share_it(alice_client, conversation)
+
+    page = Client().get(share.get_absolute_url()).content.decode()
+
+    url = shared_file_url(share, with_image.sha256)
+    assert f'<img class="thumb" src="{url}"' in page and 'width="5" height="4"' in page
+    assert reverse("attachment_file", args=[with_image.public_id]) not in page
+    assert 'src="/files/' not in page and 'href="/files/' not in page
+    assert str(with_image.public_id) not in page  # the owner's ids stay the owner's
+
+
+def test_the_share_serves_its_copy_of_the_file_to_anyone_with_the_link(
+    alice_client, conversation, with_image
+):
+    share = share_it(alice_client, conversation)
+    Attachment.objects.update(data=b"changed since")  # the snapshot keeps its own copy
+
+    response = Client().get(shared_file_url(share, with_image.sha256))
+
+    assert response.status_code == 200
+    assert response.content == IMAGE and response["Content-Type"] == "image/png"
+    assert "sandbox" in response["Content-Security-Policy"]
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert "no-store" in response["Cache-Control"] and "immutable" not in response["Cache-Control"]
+    assert response["Content-Disposition"] == "inline; filename*=UTF-8''cat.png"
+
+
+def test_a_revoked_or_expired_share_serves_its_files_no_more(
+    alice_client, conversation, with_image
+):
+    revoked = share_it(alice_client, conversation)
+    expired = share_it(alice_client, conversation, expires_in="1h")
+    assert Client().get(shared_file_url(revoked, with_image.sha256)).status_code == 200
+
+    alice_client.post(reverse("share_revoke", args=[revoked.public_id]))
+    Share.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    for share in (revoked, expired):
+        assert Client().get(shared_file_url(share, with_image.sha256)).status_code == 404
+
+
+def test_a_share_serves_only_the_files_its_snapshot_holds(alice, alice_client, conversation):
+    from chat.attachments import attachment_store, sniff
+
+    share = share_it(alice_client, conversation)  # before any file was attached
+    other = png_bytes(7, 7, seed=2)
+    stored = attachment_store(owner=alice, filename="other.png", data=other, sniffed=sniff(other))
+
+    for sha in (stored.sha256, "0" * 64, "not-a-sha", "A" * 64):
+        assert Client().get(shared_file_url(share, sha)).status_code == 404
+
+
+def test_the_shared_inspector_names_the_file_and_get_code_reads_it(
+    alice_client, conversation, with_image
+):
+    share = share_it(alice_client, conversation)
+
+    page = Client().get(share.get_absolute_url()).content.decode()
+
+    encoded = base64.b64encode(IMAGE).decode()
+    assert f"&lt;base64 of cat.png: {len(encoded):,} characters; the download has them&gt;" in page
+    assert encoded not in page
+    assert "b64(" in page and "cat.png" in page  # the Python snippet reads the file
+
+
+def test_continuing_a_share_copies_its_files_into_the_visitors_account(
+    alice_client, bob_client, bob, conversation, with_image, upstream
+):
+    share = share_it(alice_client, conversation)
+
+    bob_client.post(reverse("share_continue", args=[share.token]))
+
+    copy = Conversation.objects.get(owner=bob)
+    mine = Attachment.objects.get(owner=bob)
+    assert bytes(mine.data) == IMAGE and mine.filename == "cat.png" and mine != with_image
+    question = copy.messages.get(parts__isnull=False)
+    assert question.parts[-1] == {"type": "attachment", "attachment": str(mine.public_id)}
+    assert list(question.attachments.all()) == [mine]
+    originals = ApiCall.objects.filter(conversation=conversation).order_by("created", "id")
+    copies = ApiCall.objects.filter(conversation=copy).order_by("created", "id")
+    assert [c.sent_body() for c in copies] == [c.sent_body() for c in originals]
+    page = bob_client.get(copy.get_absolute_url()).content.decode()
+    assert reverse("attachment_file", args=[mine.public_id]) in page
+
+    upstream.clear()
+    send(bob_client, copy, "Bob asks about it too")
+    assert base64.b64encode(IMAGE).decode() in upstream.chat_requests()[0].body.decode()
+
+
+def test_continuing_a_share_without_its_calls_still_copies_the_files_shown(
+    alice_client, bob_client, bob, conversation, with_image
+):
+    share = share_it(alice_client, conversation, show_inspector="")
+
+    bob_client.post(reverse("share_continue", args=[share.token]))
+
+    copy = Conversation.objects.get(owner=bob)
+    assert not ApiCall.objects.filter(conversation=copy).exists()
+    assert bytes(Attachment.objects.get(owner=bob).data) == IMAGE
+
+
+def test_a_share_shows_every_kind_of_message_from_its_snapshot(alice_client, conversation):
+    from tests.test_tools_and_choices import TOOLS, post_results
+
+    send(alice_client, conversation, "Answer in haiku.", role="developer", add_only="on")
+    send(alice_client, conversation, "4", role="assistant", add_only="on")
+    send(alice_client, conversation, "Weather?", extra_params=TOOLS)
+    conversation.refresh_from_db()
+    post_results(alice_client, conversation, conversation.current_leaf, "sunny")
+    send(alice_client, conversation, "Please [refuse]", extra_params="")
+    share = share_it(alice_client, conversation)
+
+    page = Client().get(share.get_absolute_url()).content.decode()
+
+    call_id = Message.objects.get(tool_calls__isnull=False).tool_calls[0]["id"]
+    assert "Answer in haiku." in page and "written by you" in page
+    assert "get_weather" in page and f"Result of tool call <code>{call_id}</code>" in page
+    assert 'class="refusal"' in page and "demo refusal" in page
+
+
+def test_a_share_taken_before_files_were_kept_still_shows_and_continues(
+    alice_client, bob_client, bob, conversation
+):
+    """A snapshot in format version 1: each message's text, no version, no files."""
+    share = share_it(alice_client, conversation)
+    v1 = json.loads((Path(__file__).parent / "fixtures" / "export-v1.json").read_bytes())
+    Share.objects.filter(pk=share.pk).update(snapshot=v1["conversations"][0])
+
+    page = Client().get(share.get_absolute_url()).content.decode()
+    response = bob_client.post(reverse("share_continue", args=[share.token]))
+
+    assert "Where should I go in May?" in page
+    assert 'class="message user written' in page  # a user's message, as the migration has it
+    assert response.status_code == 302
+    copy = Conversation.objects.get(owner=bob)
+    assert copy.messages.count() == len(v1["conversations"][0]["messages"])
