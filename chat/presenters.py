@@ -60,8 +60,17 @@ def messages_present(
     """
     url_for = url_for or owner_file_url
     if attachments is None:
+        # Only the files of these messages' owner: a part names an id, and a raw body
+        # could name anyone's.
         ids = wire.attachment_ids(messages)
-        found = Attachment.objects.filter(public_id__in=ids).defer("data") if ids else []
+        conversations = {message.conversation_id for message in messages}
+        found = (
+            Attachment.objects.filter(
+                public_id__in=ids, owner__conversations__in=conversations
+            ).defer("data")
+            if ids
+            else []
+        )
         attachments = {str(attachment.public_id): attachment for attachment in found}
     for message in messages:
         message.shown_parts = (

@@ -49,6 +49,13 @@ def parse(text: str) -> dict[str, Any]:
             raise forms.ValidationError(
                 f"messages[{index}].content must be a string, a list of parts or null."
             )
+        for position, part in enumerate(content if isinstance(content, list) else []):
+            if isinstance(part, dict) and part.get("type") == wire.ATTACHMENT:
+                raise forms.ValidationError(
+                    f'messages[{index}].content[{position}]: "attachment" parts are how the '
+                    "app refers to its stored files; attach the file, or inline it as a data "
+                    "URL (image_url or file)."
+                )
         if len(wire.projection(content)) > settings.MAX_MESSAGE_CHARS:
             raise forms.ValidationError(
                 f"messages[{index}] is longer than {settings.MAX_MESSAGE_CHARS:,} characters."

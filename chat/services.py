@@ -186,6 +186,7 @@ def attachments_by_id(
 ) -> dict[str, Attachment]:
     """The owner's attachments among `ids`, by public id (no query for none); their bytes
     only `with_data` (a request body is shaped without them, and filled in once)."""
+    ids = {value for value in ids if wire.is_attachment_id(value)}
     if not ids:
         return {}
     found = Attachment.objects.filter(owner_id=owner_id, public_id__in=ids)
@@ -203,6 +204,7 @@ class ChatRequest:
 
     payload: dict[str, Any]
     text: str
+    raw: bool = False  # the user's own text: sent as it is, never searched for marks
 
     @classmethod
     def of(cls, payload: dict[str, Any]) -> "ChatRequest":
@@ -1273,7 +1275,7 @@ def _payload_for(reply: Message) -> ChatRequest:
     else with its compare column's parameters, else the conversation's."""
     parent = reply.parent
     if parent is not None and parent.raw_body:
-        return ChatRequest(payload=json.loads(parent.raw_body), text=parent.raw_body)
+        return ChatRequest(payload=json.loads(parent.raw_body), text=parent.raw_body, raw=True)
     return ChatRequest.of(
         build_payload(
             conversation=reply.conversation,
@@ -1295,9 +1297,14 @@ def _call_record(reply: Message, request: ChatRequest, attempt: int) -> _Call:
     Attachments' base64 is not stored with it: the record keeps where each goes
     (chat/wire.py), once per file however many calls send it.
     """
-    ids = wire.mark_ids(request.text)
-    attachments = attachments_by_id(owner_id=reply.conversation.owner_id, ids=ids, with_data=True)
-    encoded = wire.encode(request.text, attachments)
+    if request.raw:
+        encoded = wire.Encoded(wire=request.text.encode(), stored=request.text, splices=[])
+    else:
+        ids = wire.mark_ids(request.text)
+        attachments = attachments_by_id(
+            owner_id=reply.conversation.owner_id, ids=ids, with_data=True
+        )
+        encoded = wire.encode(request.text, attachments)
     prepared = client.prepare_chat(request.payload, body=encoded.wire)
     record = ApiCall.objects.create(
         conversation=reply.conversation,

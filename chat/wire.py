@@ -14,6 +14,7 @@ so the bytes sent can still be downloaded exactly.
 
 import base64
 import json
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -76,12 +77,23 @@ class Row:
 
 
 def attachment_ids(rows: Iterable[Row]) -> set[str]:
+    """The ids the rows' attachment parts name (only well-formed ones: a lookup by them
+    must not fail on a value that is not an id)."""
     return {
         str(part.get(ATTACHMENT))
         for row in rows
         for part in row.parts or []
-        if isinstance(part, dict) and part.get("type") == ATTACHMENT
+        if isinstance(part, dict)
+        and part.get("type") == ATTACHMENT
+        and is_attachment_id(part.get(ATTACHMENT))
     }
+
+
+def is_attachment_id(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
 
 
 def to_wire(rows: list[Row], dialect: Dialect, attachments: Mapping[str, Any]) -> list[dict]:

@@ -8,6 +8,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from chat.attachments import attachment_store, sniff
 from chat.models import ApiCall, Attachment, Message
 from tests.helpers import PDF_BYTES, form_data, png_bytes, send, sent_bodies
 
@@ -343,3 +344,41 @@ def test_the_inspector_names_the_cut_out_file_and_get_code_reads_it(
     assert f"&lt;base64 of cat.png: {len(encoded):,} characters; the download has them&gt;" in page
     assert encoded not in page
     assert "cat.png" in page and "b64(" in page  # the Python snippet reads the file
+
+
+def test_a_raw_body_may_not_name_a_stored_file_by_its_id(alice_client, conversation, upstream):
+    part = {"type": "attachment", "attachment": "not-an-id"}
+    raw = json.dumps({"model": "demo/echo", "messages": [{"role": "user", "content": [part]}]})
+
+    response = send(alice_client, conversation, "", use_raw="on", raw_body=raw)
+
+    assert response.status_code == 400
+    assert "messages[0].content[0]: &quot;attachment&quot; parts are how the app" in (
+        response.content.decode()
+    )
+    assert not upstream.chat_requests()
+
+
+def test_a_part_naming_another_users_file_shows_nothing_of_it(
+    alice_client, conversation, bob, upstream
+):
+    image = png_bytes(9, 9)
+    theirs = attachment_store(
+        owner=bob, filename="bobs-secret.png", data=image, sniffed=sniff(image)
+    )
+    parts = [
+        {"type": "attachment", "attachment": str(theirs.public_id)},
+        {"type": "attachment", "attachment": "not-an-id"},
+    ]
+    Message.objects.create(
+        conversation=conversation, role="user", content="", parts=parts, written=True
+    )
+    conversation.current_leaf = Message.objects.get()
+    conversation.save()
+
+    page = alice_client.get(conversation.get_absolute_url())
+
+    assert page.status_code == 200
+    assert "bobs-secret" not in page.content.decode()
+    send(alice_client, conversation, "And?")
+    assert "base64" not in upstream.chat_requests()[0].body.decode()
