@@ -71,7 +71,7 @@ def timed(action) -> float:
 
 
 def measure(columns: int, rounds: int, conversation) -> dict:
-    from chat import compare, services
+    from chat import compare, generation
     from chat.models import Message
 
     parameter_sets = [column(delay) for delay in COLUMN_DELAYS[:columns]]
@@ -91,7 +91,9 @@ def measure(columns: int, rounds: int, conversation) -> dict:
         run = start("sequential")
         pending = list(Message.objects.filter(compare_column__run=run))
         sequential.append(
-            timed(lambda pending=pending: [services.replies_generate(replies=[r]) for r in pending])
+            timed(
+                lambda pending=pending: [generation.replies_generate(replies=[r]) for r in pending]
+            )
         )
         concurrent.append(
             timed(
@@ -116,7 +118,7 @@ def measure(columns: int, rounds: int, conversation) -> dict:
 
 def alone(rounds: int, conversation) -> list[float]:
     """Each column's time on its own (the floor a concurrent run can reach)."""
-    from chat import compare, services
+    from chat import compare, generation
     from chat.models import Message
 
     times = []
@@ -131,7 +133,7 @@ def alone(rounds: int, conversation) -> list[float]:
                 claim=True,
             )
             reply = Message.objects.filter(compare_column__run=run).first()
-            samples.append(timed(lambda reply=reply: services.replies_generate(replies=[reply])))
+            samples.append(timed(lambda reply=reply: generation.replies_generate(replies=[reply])))
         times.append(statistics.median(samples))
     return times
 

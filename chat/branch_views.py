@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
-from . import branches, presenters, services
+from . import branches, generation, presenters
 from .forms import ChatForm, EditForm, ParametersForm, RegenerateForm, ToolResultsForm
 from .models import Conversation, Message
 from .views import (
@@ -182,7 +182,7 @@ def _tool_results_start(
     started = None
     if form.is_valid():
         try:
-            started = services.tool_results_start(
+            started = generation.tool_results_start(
                 conversation=conversation,
                 reply=reply,
                 results=form.results(),
@@ -203,7 +203,7 @@ def tool_results_send(
     if submit.started is not None:
         new_reply, created = submit.started
         if created:
-            services.reply_generate(reply=new_reply)
+            generation.reply_generate(reply=new_reply)
         return redirect_to_reply(request, submit.conversation, new_reply)
     chat_form = ChatForm(
         initial={

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 
-from . import services
+from . import conversations, generation
 from .models import Conversation, Message
 
 REGENERATE_KEY_PREFIX = "r:"
@@ -139,7 +139,7 @@ def reply_regenerate(
         parameters=parameters,
     )
     if created:
-        services.reply_generate(reply=new_reply)
+        generation.reply_generate(reply=new_reply)
     return new_reply
 
 
@@ -158,13 +158,15 @@ def reply_regenerate_start(
     idempotency_key = REGENERATE_KEY_PREFIX + idempotency_key
 
     def insert() -> Message:
-        new_reply = services.reply_placeholder(
+        new_reply = generation.reply_placeholder(
             conversation=conversation, parent=reply.parent, idempotency_key=idempotency_key
         )
-        services.generation_commit(conversation=conversation, leaf=new_reply, parameters=parameters)
+        generation.generation_commit(
+            conversation=conversation, leaf=new_reply, parameters=parameters
+        )
         return new_reply
 
-    return services.start_once(
+    return generation.start_once(
         insert,
         existing=lambda: _regenerated_for_key(conversation, idempotency_key),
         conversation=conversation,
@@ -190,7 +192,7 @@ def message_edit(
         idempotency_key=idempotency_key,
     )
     if created and message.status == Message.Status.PENDING:
-        services.reply_generate(reply=message)
+        generation.reply_generate(reply=message)
     return message
 
 
@@ -210,7 +212,7 @@ def message_edit_start(
     if original.parts is not None:
         kept = [part for part in original.parts if not (isinstance(part, dict) and "text" in part)]
         parts = ([{"type": "text", "text": content}] if content else []) + kept
-    draft = services.Draft(
+    draft = conversations.Draft(
         content=content,
         role=original.role,
         parts=parts,
@@ -219,7 +221,7 @@ def message_edit_start(
         tool_call_id=original.tool_call_id,
         extra=original.extra,
     )
-    return services.exchange_start(
+    return generation.exchange_start(
         conversation=conversation,
         parent_id=original.parent_id,
         drafts=[draft],

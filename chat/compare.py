@@ -10,7 +10,7 @@ columns only record the grouping and each column's parameters.
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from . import branches, limits, services
+from . import branches, conversations, generation, limits
 from .models import CompareColumn, CompareRun, Conversation, Message
 
 MIN_COLUMNS = 2
@@ -60,10 +60,10 @@ def compare_start(
     existing = _run_for_key(conversation, idempotency_key)
     if existing is not None:
         return existing, False
-    services.messages_check_room(conversation=conversation, adding=1 + len(parameter_sets))
+    conversations.messages_check_room(conversation=conversation, adding=1 + len(parameter_sets))
     # Each column is a call: a 4-column run counts 4 against the per-minute limit.
     limits.upstream_calls_take(user_id=conversation.owner_id, calls=len(parameter_sets))
-    return services.start_once(
+    return generation.start_once(
         lambda: _run_create(conversation, content, idempotency_key, parameter_sets, claim),
         existing=lambda: _run_for_key(conversation, idempotency_key),
         conversation=conversation,
@@ -102,12 +102,12 @@ def _run_create(
             extra_params=parameters.get("extra_params") or {},
         )
         replies.append(
-            services.reply_placeholder(
+            generation.reply_placeholder(
                 conversation=conversation, parent=prompt, compare_column=column
             )
         )
     if conversation.title == Conversation._meta.get_field("title").default:
-        conversation.title = services.title_from(content)
+        conversation.title = conversations.title_from(content)
     # The first column is on screen until the user picks the reply to continue with.
     conversation.current_leaf = replies[0]
     conversation.save(update_fields=["current_leaf", "title", "updated"])
@@ -127,7 +127,7 @@ def compare_generate(*, run: CompareRun) -> None:
             compare_column__run=run, status=Message.Status.PENDING
         ).select_related("conversation")
     )
-    services.replies_generate(replies=pending)
+    generation.replies_generate(replies=pending)
 
 
 def compare_column_claim(*, column: CompareColumn) -> bool:

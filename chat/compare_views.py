@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import catalogue, compare, presenters, services
+from . import catalogue, compare, conversations, generation, presenters
 from .forms import CompareColumnForm, CompareForm, ParametersForm, ShareForm, compare_column_forms
 from .models import CompareRun, Conversation
 from .views import _attach_calls, _owned_conversation, message_url, reply_event_stream
@@ -84,7 +84,7 @@ def compare_start(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 @never_cache
 def compare_detail(request: HttpRequest, public_id: uuid.UUID, run_id: uuid.UUID) -> HttpResponse:
     run = _owned_run(request, public_id, run_id)
-    services.replies_expire_stale(conversation=run.conversation)
+    generation.replies_expire_stale(conversation=run.conversation)
     columns = compare.compare_columns(run=run)
     replies = [column.reply for column in columns if column.reply is not None]
     _attach_calls(replies)
@@ -162,6 +162,6 @@ def _render_compare_form(
         "form": form,
         "columns": columns,
         "catalogue": catalogue.catalogue_get(),
-        "path": services.conversation_path(conversation=conversation),
+        "path": conversations.conversation_path(conversation=conversation),
     }
     return render(request, "chat/compare_form.html", context, status=status)

@@ -40,7 +40,16 @@ from django.db import DatabaseError, OperationalError, connection, transaction
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
-from . import attachments, client, presenters, raw_request, services, storable, wire
+from . import (
+    attachments,
+    client,
+    conversations,
+    generation,
+    presenters,
+    raw_request,
+    storable,
+    wire,
+)
 from .forms import ParametersForm
 from .models import ApiCall, Attachment, CompareColumn, CompareRun, Conversation, Message
 
@@ -1344,7 +1353,7 @@ def _plain_read(document: dict[str, Any]) -> dict[str, Any]:
     checked = _parameters_checked({**mapped, "system_prompt": system}, where)
     parameters = {name: checked[name] for name in ("model", "system_prompt", *PARAMETER_NAMES)}
     texts = [wire.projection(m.get("content")) for m in messages if m["role"] == "user"]
-    title = next((services.title_from(text) for text in texts if text.strip()), "")
+    title = next((conversations.title_from(text) for text in texts if text.strip()), "")
     return {
         "parameters": parameters,
         "title": title or "Imported conversation",
@@ -1395,11 +1404,11 @@ def _plain_import(owner: Any, checked: dict[str, Any]) -> Conversation:
                 owner=owner, title=checked["title"], **checked["parameters"]
             )
             drafts = [
-                services.draft_from_wire(owner=owner, message=message)
+                conversations.draft_from_wire(owner=owner, message=message)
                 for message in checked["messages"]
             ]
             if drafts:
-                services.exchange_start(
+                generation.exchange_start(
                     conversation=conversation,
                     parent_id=None,
                     drafts=drafts,
@@ -1407,7 +1416,7 @@ def _plain_import(owner: Any, checked: dict[str, Any]) -> Conversation:
                     parameters=None,
                     generate=False,
                 )
-    except ValidationError as error:  # the services' own refusals (StartRefused too)
+    except ValidationError as error:  # the start's own refusals (StartRefused too)
         raise ImportRejected(" ".join(error.messages)) from None
     except DatabaseError as error:
         raise _write_failed(error) from None

@@ -17,7 +17,7 @@ from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
 
-from . import attachments, compare, exports, presenters, services
+from . import attachments, compare, conversations, exports, presenters
 from .models import ApiCall, Attachment, CompareColumn, CompareRun, Conversation, Message, Share
 
 
@@ -234,11 +234,11 @@ def _call(document: dict[str, Any], files: dict[str, Attachment]) -> ApiCall:
 
 def _snapshot(conversation: Conversation, run: CompareRun | None) -> dict[str, Any]:
     if run is None:
-        messages = services.conversation_path(conversation=conversation)
+        messages = conversations.conversation_path(conversation=conversation)
         leaf = None
     else:
         # The conversation up to the prompt, then each column's newest reply.
-        messages = services.message_path(conversation=conversation, leaf_id=run.prompt_id)
+        messages = conversations.message_path(conversation=conversation, leaf_id=run.prompt_id)
         replies = [c.reply for c in compare.compare_columns(run=run) if c.reply is not None]
         messages += replies
         leaf = run.chosen or (replies[0] if replies else None)

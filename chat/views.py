@@ -36,14 +36,16 @@ from . import (
     branches,
     catalogue,
     client,
+    conversations,
     database_thread,
     exports,
     formatting,
+    generation,
     limits,
     markdown,
     presenters,
     raw_request,
-    services,
+    request_body,
     sharing,
     snippets,
     usage,
@@ -166,7 +168,7 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def conversation_create(request: HttpRequest) -> HttpResponse:
-    conversation = services.conversation_create(owner=request.user)
+    conversation = conversations.conversation_create(owner=request.user)
     return redirect(conversation)
 
 
@@ -182,7 +184,7 @@ def conversation_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpRespo
             "idempotency_key": uuid.uuid4().hex,
             # The raw editor holds the whole conversation: drawn only when asked for.
             "raw_body": raw_request.preview(
-                services.build_payload(
+                request_body.build_payload(
                     conversation=conversation, leaf_id=conversation.current_leaf_id
                 )
             )
@@ -207,7 +209,7 @@ def message_send(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         form.add_error(None, error)
         return render_conversation(request, conversation, form, status=400)
     if created and reply.status == Message.Status.PENDING:
-        services.reply_generate(reply=reply)
+        generation.reply_generate(reply=reply)
     return redirect_to_reply(request, conversation, reply)
 
 
@@ -215,20 +217,20 @@ def _chat_form_start(conversation: Conversation, data: dict) -> tuple[Message, b
     """What the chat form asks for, saved: a raw body, or a message (with its files) that
     is sent, or only added (few-shot turns). (reply or added message, created)."""
     if data.get("raw_request") is not None:
-        return services.raw_start(
+        return generation.raw_start(
             conversation=conversation,
             raw_body=data["raw_text"],
             body=data["raw_request"],
             idempotency_key=data["idempotency_key"],
             parameters=data,
         )
-    draft = services.draft_from_form(
+    draft = conversations.draft_from_form(
         owner=conversation.owner,
         content=data["content"],
         role=data["role"],
         files=data["attachments"],
     )
-    return services.message_start(
+    return generation.message_start(
         conversation=conversation,
         drafts=[draft],
         idempotency_key=data["idempotency_key"],
@@ -248,7 +250,7 @@ def redirect_to_reply(
     """To `reply` on `page`, after the form path generated it; to the list, saying why,
     if its conversation was deleted meanwhile (in another tab, say)."""
     if not Message.objects.filter(pk=reply.pk).exists():
-        flash.info(request, services.REPLY_DELETED)
+        flash.info(request, generation.REPLY_DELETED)
         return redirect("conversation_list")
     return redirect(message_url(page, reply))
 
@@ -284,7 +286,7 @@ def message_stream(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 def new_messages(conversation: Conversation, reply: Message, parent_id: int | None) -> list:
     """The messages a start added, down to its reply: after `parent_id`, or after the
     point where a raw body departed from the branch on screen."""
-    path = services.message_path(conversation=conversation, leaf_id=reply.pk)
+    path = conversations.message_path(conversation=conversation, leaf_id=reply.pk)
     ids = [message.pk for message in path]
     start = ids.index(parent_id) + 1 if parent_id in ids else 0
     new = [message for message in path[start:] if message.written or message.pk == reply.pk]
@@ -306,7 +308,7 @@ def reply_event_stream(
     # Each server model needs its own kind of iterator: Django buffers an async
     # one whole under WSGI, and a sync one whole under ASGI.
     if isinstance(request, ASGIRequest):
-        updates = services.reply_stream_async(reply=reply)  # records the first call
+        updates = generation.reply_stream_async(reply=reply)  # records the first call
         events = _reply_events_async(request, conversation, reply, updates, new, in_compare)
         # The stream's database work runs on the database thread: this request's
         # thread gives its connection back now rather than hold it for minutes.
@@ -327,7 +329,7 @@ def message_fragment(
 ) -> HttpResponse:
     """One message as the conversation page shows it (polled while a reply is pending)."""
     conversation = _owned_conversation(request, public_id)
-    services.replies_expire_stale(conversation=conversation)
+    generation.replies_expire_stale(conversation=conversation)
     message = get_object_or_404(conversation.messages, public_id=message_id)
     in_compare = request.GET.get("view") == "compare"  # a compare page's column
     return HttpResponse(_message_html(request, conversation, message, in_compare=in_compare))
@@ -338,7 +340,7 @@ def message_fragment(
 def reply_stop(request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUID) -> HttpResponse:
     conversation = _owned_conversation(request, public_id)
     reply = get_object_or_404(conversation.messages, public_id=message_id)
-    services.reply_stop(reply=reply)
+    generation.reply_stop(reply=reply)
     return HttpResponse(status=204)
 
 
@@ -350,7 +352,7 @@ def _reply_events(
     in_compare: bool,
 ) -> Iterator[bytes]:
     """The stream the browser reads: start, deltas, then the message as a reload shows it."""
-    for kind, data in services.reply_stream(reply=reply):
+    for kind, data in generation.reply_stream(reply=reply):
         if kind == "sent":  # the new messages, and Stop, show while the upstream is asked
             yield _start_event(request, conversation, reply, new, in_compare)
         elif kind == "ping":
@@ -364,7 +366,7 @@ async def _reply_events_async(
     request: HttpRequest,
     conversation: Conversation,
     reply: Message,
-    updates: AsyncIterator[services.StreamUpdate],
+    updates: AsyncIterator[generation.StreamUpdate],
     new: list[Message],
     in_compare: bool,
 ) -> AsyncIterator[bytes]:
@@ -399,7 +401,7 @@ def _done_event(
     # `reply` is the instance the stream saved its end to; the title may have been renamed.
     title = Conversation.objects.filter(pk=conversation.pk).values_list("title", flat=True).first()
     if title is None:  # deleted meanwhile, with the reply: nothing to show but that
-        return _sse("gone", {"message": services.REPLY_DELETED})
+        return _sse("gone", {"message": generation.REPLY_DELETED})
     conversation.title = title
     data = {
         "status": reply.status,
@@ -552,7 +554,9 @@ def parameters_save(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     form = (ChatForm if request.POST.get("use_raw") else ParametersForm)(request.POST)
     if not form.is_valid():
         return render_conversation(request, conversation, panel_form(request), status=400)
-    services.conversation_update_parameters(conversation=conversation, parameters=form.cleaned_data)
+    conversations.conversation_update_parameters(
+        conversation=conversation, parameters=form.cleaned_data
+    )
     _keep_unsent_message(request, conversation)
     return redirect(f"{conversation.get_absolute_url()}#parameters")
 
@@ -597,8 +601,8 @@ def reply_retry(request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUI
     conversation = _owned_conversation(request, public_id)
     reply = get_object_or_404(conversation.messages, public_id=message_id)
     try:
-        reply = services.reply_retry(reply=reply)
-    except (limits.RateLimited, services.StartRefused) as error:
+        reply = generation.reply_retry(reply=reply)
+    except (limits.RateLimited, generation.StartRefused) as error:
         flash.error(request, error.message)
     except ValidationError:
         pass  # a second click on Retry finds the reply no longer failed; the page shows it
@@ -613,7 +617,9 @@ def conversation_rename(request: HttpRequest, public_id: uuid.UUID) -> HttpRespo
     conversation = _owned_conversation(request, public_id)
     form = RenameForm(request.POST)
     if form.is_valid():
-        services.conversation_rename(conversation=conversation, title=form.cleaned_data["title"])
+        conversations.conversation_rename(
+            conversation=conversation, title=form.cleaned_data["title"]
+        )
         return redirect(conversation)
     chat_form = ChatForm(initial=ParametersForm.initial_for(conversation))
     return render_conversation(request, conversation, chat_form, rename_form=form, status=400)
@@ -624,7 +630,7 @@ def conversation_rename(request: HttpRequest, public_id: uuid.UUID) -> HttpRespo
 def conversation_delete(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     conversation = _owned_conversation(request, public_id)
     if request.method == "POST":
-        services.conversation_delete(conversation=conversation)
+        conversations.conversation_delete(conversation=conversation)
         return redirect("conversation_list")
     return render(request, "chat/conversation_confirm_delete.html", {"conversation": conversation})
 
@@ -788,13 +794,13 @@ def render_conversation(
     tool_results_form: ToolResultsForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    services.replies_expire_stale(conversation=conversation)
+    generation.replies_expire_stale(conversation=conversation)
     size = (
         MAX_MESSAGES_SHOWN
         if request.GET.get("all") != "1"
         else settings.MAX_MESSAGES_PER_CONVERSATION
     )
-    path, hidden = services.conversation_window(conversation=conversation, size=size)
+    path, hidden = conversations.conversation_window(conversation=conversation, size=size)
     _attach_calls(path, inline_last_only=True)
     _attach_branch_controls(
         conversation,
@@ -982,7 +988,7 @@ def conversation_export(request: HttpRequest, public_id: uuid.UUID, fmt: str) ->
     conversation = _owned_conversation(request, public_id)
     name = slugify(conversation.title) or "conversation"
     if fmt == "md":
-        path = services.conversation_path(conversation=conversation)
+        path = conversations.conversation_path(conversation=conversation)
         text = exports.export_markdown(conversation=conversation, messages=path)
         response = HttpResponse(text, content_type="text/markdown; charset=utf-8")
     else:

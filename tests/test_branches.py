@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from chat import branches, services
+from chat import branches, conversations, generation
 from chat.models import ApiCall, Conversation, Message
 from tests.helpers import form_data, panel, send, sent_bodies
 
@@ -16,9 +16,9 @@ pytestmark = pytest.mark.django_db
 
 def say(conversation, text, key=None):
     """Send `text` through the service (the form path) and return the reply."""
-    return services.message_send(
+    return generation.message_send(
         conversation=conversation,
-        drafts=[services.Draft(content=text)],
+        drafts=[conversations.Draft(content=text)],
         idempotency_key=key or f"key-{text}",
         parameters=panel(),
     )
@@ -46,7 +46,7 @@ def shown(conversation) -> list[str]:
     conversation.refresh_from_db()
     return [
         f"{message.role}:{message.content.split(chr(10))[0] if message.role == 'user' else message.pk}"
-        for message in services.conversation_path(conversation=conversation)
+        for message in conversations.conversation_path(conversation=conversation)
     ]
 
 
@@ -185,9 +185,9 @@ def test_it_edits_a_reply_into_a_written_sibling_without_a_call(conversation, up
 
 
 def test_it_refuses_to_edit_a_reply_still_generating(conversation):
-    reply, _ = services.message_start(
+    reply, _ = generation.message_start(
         conversation=conversation,
-        drafts=[services.Draft(content="Hi")],
+        drafts=[conversations.Draft(content="Hi")],
         idempotency_key="k",
         parameters=panel(),
     )
@@ -302,9 +302,9 @@ def test_it_empties_the_conversation_when_its_only_root_is_deleted(conversation)
 
 
 def test_it_refuses_to_delete_a_branch_still_generating(conversation):
-    reply, _ = services.message_start(
+    reply, _ = generation.message_start(
         conversation=conversation,
-        drafts=[services.Draft(content="Hi")],
+        drafts=[conversations.Draft(content="Hi")],
         idempotency_key="k",
         parameters=panel(),
     )

@@ -5,7 +5,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from chat import branches, compare, services
+from chat import branches, compare, conversations, generation
 from chat.models import ApiCall, CompareColumn, CompareRun, Message
 from tests.helpers import panel, send, sent_bodies
 
@@ -83,7 +83,7 @@ def test_it_retries_a_failed_column_with_its_own_parameters(conversation, upstre
     assert failed.status == Message.Status.FAILED
     sent_before = len(upstream.chat_requests())
 
-    retried = services.reply_retry(reply=failed)
+    retried = generation.reply_retry(reply=failed)
 
     assert retried.pk == failed.pk
     assert retried.status == Message.Status.COMPLETE
@@ -143,9 +143,9 @@ def test_it_continues_with_the_chosen_reply_and_keeps_the_others(conversation, u
     assert conversation.current_leaf == beta
     assert run.chosen == beta
     assert Message.objects.filter(pk=alpha.pk).exists()
-    reply = services.message_send(
+    reply = generation.message_send(
         conversation=conversation,
-        drafts=[services.Draft(content="Go on")],
+        drafts=[conversations.Draft(content="Go on")],
         idempotency_key="next",
         parameters=panel(),
     )

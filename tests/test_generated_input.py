@@ -16,12 +16,11 @@ from django.urls import reverse
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from chat import exports
+from chat import conversations, exports, request_body
 from chat.compare import COMPARE_KEY_PREFIX
 from chat.forms import ChatForm
 from chat.markdown import render_markdown
 from chat.models import Conversation, Message
-from chat.services import PANEL_FIELDS, build_payload, conversation_update_parameters
 
 pytestmark = pytest.mark.django_db
 
@@ -90,7 +89,7 @@ def test_the_chat_form_never_fails_with_a_500(alice_client, conversation, data):
 def test_the_compare_form_never_fails_with_a_500(alice_client, conversation, first, second):
     data = {"content": first["content"], "idempotency_key": first["idempotency_key"]}
     for number, column in ((1, first), (2, second)):
-        for name in PANEL_FIELDS:
+        for name in conversations.PANEL_FIELDS:
             data[f"column-{number}-{name}"] = column[name]
     url = reverse("compare_new", args=[conversation.public_id])
     compare_key = COMPARE_KEY_PREFIX + data["idempotency_key"]
@@ -136,9 +135,11 @@ def test_a_valid_form_always_makes_a_json_body_of_only_what_was_set(conversation
     if not form.is_valid():
         assert form.errors  # refused with a reason
         return
-    conversation_update_parameters(conversation=conversation, parameters=form.cleaned_data)
+    conversations.conversation_update_parameters(
+        conversation=conversation, parameters=form.cleaned_data
+    )
 
-    body = build_payload(conversation=conversation, leaf_id=None)
+    body = request_body.build_payload(conversation=conversation, leaf_id=None)
 
     json.dumps(body, allow_nan=False)  # what goes over the wire is strict JSON
     for name in ("temperature", "top_p", "max_tokens"):

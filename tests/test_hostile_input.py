@@ -12,7 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection, connections
 from django.urls import reverse
 
-from chat import branches, compare, services, sharing, storable
+from chat import branches, compare, conversations, generation, sharing, storable
 from chat.models import ApiCall, Conversation, Message, Share
 from playground import body_limits
 from playground.handlers import OneHopASGIHandler
@@ -111,15 +111,15 @@ def test_a_refusal_by_the_database_is_not_called_a_reused_form(conversation):
     refused = panel(extra_params={"top_k": float("nan")})
 
     with pytest.raises(ValidationError) as raised:
-        services.message_start(
+        generation.message_start(
             conversation=conversation,
-            drafts=[services.Draft(content="Hi")],
+            drafts=[conversations.Draft(content="Hi")],
             idempotency_key="k1",
             parameters=refused,
         )
 
-    assert services.KEY_REUSED not in raised.value.messages
-    assert raised.value.messages == [services.START_REFUSED]
+    assert generation.KEY_REUSED not in raised.value.messages
+    assert raised.value.messages == [generation.START_REFUSED]
     assert not Message.objects.exists()
 
 
@@ -137,7 +137,7 @@ def test_a_regenerate_refused_by_the_database_is_not_called_a_reused_form(
             parameters=panel(extra_params={"top_k": float("inf")}),
         )
 
-    assert raised.value.messages == [services.START_REFUSED]
+    assert raised.value.messages == [generation.START_REFUSED]
     assert conversation.messages.count() == 2
 
 
@@ -153,7 +153,7 @@ def test_a_compare_refused_by_the_database_is_not_called_a_reused_form(conversat
             claim=True,
         )
 
-    assert raised.value.messages == [services.START_REFUSED]
+    assert raised.value.messages == [generation.START_REFUSED]
     assert not Message.objects.exists()
 
 
@@ -173,7 +173,7 @@ def test_a_reused_form_token_is_still_called_a_reused_form(alice_client, convers
             parameter_sets=[panel(), panel()],
             claim=True,
         )
-    assert raised.value.messages == [services.KEY_REUSED]
+    assert raised.value.messages == [generation.KEY_REUSED]
 
 
 # --- Text no database should hold, already stored or in a file (finding 7) ------------
@@ -499,7 +499,7 @@ def test_a_send_while_the_database_is_locked_says_busy_and_keeps_the_text(
         other.close()
 
     assert response.status_code == 400
-    assert services.START_BUSY in " ".join(response.context["form"].non_field_errors())
+    assert generation.START_BUSY in " ".join(response.context["form"].non_field_errors())
     assert response.context["form"]["content"].value() == "Keep this text"
     assert not Message.objects.exists()
     assert upstream.chat_requests() == []

@@ -1,4 +1,4 @@
-"""Use cases. Each saves records, calls the client, and updates the records.
+"""Starting and running generations: each saves records, calls the client, and updates them.
 
 Nothing is lost: the user's message is committed before the upstream is called,
 and every call leaves an ApiCall row, whatever happens to the request.
@@ -6,14 +6,13 @@ and every call leaves an ApiCall row, whatever happens to the request.
 
 import asyncio
 import contextlib
-import json
 import logging
 import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from functools import partial
@@ -21,11 +20,21 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
-from . import attachments, catalogue, client, database_thread, limits, raw_request, storable, wire
-from .models import ApiCall, Attachment, CompareColumn, Conversation, Message, PanelParameters
+from . import client, database_thread, limits, raw_request, storable, wire
+from .conversations import (
+    PANEL_FIELDS,
+    Draft,
+    conversation_path,
+    draft_from_wire,
+    messages_check_room,
+    parameters_set,
+    title_from,
+)
+from .models import ApiCall, CompareColumn, Conversation, Message
+from .request_body import ChatRequest, attachments_by_id, request_for, response_format
 from .usage import cost_estimate
 
 logger = logging.getLogger(__name__)
@@ -33,215 +42,34 @@ logger = logging.getLogger(__name__)
 # Streaming: how often the partial reply is saved, Stop is checked, and the
 # browser is pinged while the upstream is quiet.
 PERSIST_INTERVAL = 1.0
+
+
 STOP_CHECK_INTERVAL = 0.5
+
+
 PING_INTERVAL = 0.5
+
+
 # How long the `start` event waits for the request to be written (a new connection
 # to a distant upstream can take longer; the event then goes anyway).
 SEND_GRACE = 0.1
 
+
 StreamUpdate = tuple[str, dict[str, Any]]
 
 
-# Everything the parameter panel holds, as stored on a conversation, compare column or preset.
-PANEL_FIELDS = PanelParameters.field_names()
 # A form token already used by another kind of submit (only a hand-made form does that).
 KEY_REUSED = "This form was already submitted. Reload the page and try again."
+
+
 # A start the database refused for another reason: nothing was saved or sent.
 START_REFUSED = (
     "This could not be saved (the database refused a value in it), so nothing was sent. "
     "Check the parameters for unusual values, then try again."
 )
+
+
 START_BUSY = "The database is busy with another change, so nothing was sent. Try again in a moment."
-
-
-# --- Conversations -----------------------------------------------------------
-
-
-def conversation_create(*, owner: Any) -> Conversation:
-    """A new conversation, starting from the owner's most recent settings."""
-    previous = Conversation.objects.filter(owner=owner).order_by("-updated").first()
-    conversation = Conversation(owner=owner, model=settings.DEFAULT_MODEL)
-    if previous is not None:
-        parameters_copy(source=previous, target=conversation)
-    conversation.save()
-    return conversation
-
-
-def parameters_copy(*, source: PanelParameters, target: PanelParameters) -> None:
-    """The panel's values (model, system prompt, parameters) from one holder to another."""
-    for name in PANEL_FIELDS:
-        setattr(target, name, getattr(source, name))
-
-
-def conversation_rename(*, conversation: Conversation, title: str) -> None:
-    conversation.title = title
-    conversation.save(update_fields=["title", "updated"])
-
-
-def conversation_delete(*, conversation: Conversation) -> None:
-    conversation.delete()
-
-
-def conversation_update_parameters(*, conversation: Conversation, parameters: dict) -> None:
-    """Save the parameter panel with the conversation (keys: ParametersForm's fields)."""
-    parameters_set(target=conversation, parameters=parameters)
-    conversation.save()
-
-
-def parameters_set(*, target: PanelParameters, parameters: dict) -> None:
-    """The panel's values from its cleaned data onto `target`, unsaved (fields: PANEL_FIELDS)."""
-    for name in PANEL_FIELDS:
-        setattr(target, name, parameters[name])
-
-
-def conversation_path(*, conversation: Conversation) -> list[Message]:
-    """The messages on screen: from the root to the current leaf."""
-    return message_path(conversation=conversation, leaf_id=conversation.current_leaf_id)
-
-
-def conversation_window(*, conversation: Conversation, size: int) -> tuple[list[Message], int]:
-    """The last `size` messages on screen, and how many earlier ones are left out."""
-    ids = _path_ids(conversation, conversation.current_leaf_id)
-    hidden = max(0, len(ids) - size)
-    return _messages_in_order(ids[hidden:]), hidden
-
-
-def message_path(*, conversation: Conversation, leaf_id: int | None) -> list[Message]:
-    """The messages from the root to `leaf_id`."""
-    return _messages_in_order(_path_ids(conversation, leaf_id))
-
-
-def _path_ids(conversation: Conversation, leaf_id: int | None) -> list[int]:
-    """The ids from the root to `leaf_id`, walked over (id, parent) pairs only."""
-    parents = dict(conversation.messages.values_list("id", "parent_id"))
-    path = []
-    node = leaf_id if leaf_id in parents else None
-    while node is not None:
-        path.append(node)
-        node = parents.get(node)
-    path.reverse()
-    return path
-
-
-def _messages_in_order(ids: list[int]) -> list[Message]:
-    by_id = Message.objects.in_bulk(ids)
-    return [by_id[message_id] for message_id in ids]
-
-
-# The role and content of the messages from the root to a leaf, walked up the
-# parent links in the database. Failed and unfinished replies have no text worth
-# sending back to the model.
-_PATH_CONTEXT_SQL = """
-WITH RECURSIVE path (id, depth) AS (
-    SELECT id, 0 FROM chat_message WHERE id = %s AND conversation_id = %s
-    UNION ALL
-    SELECT parent.parent_id, path.depth + 1
-    FROM chat_message parent JOIN path ON parent.id = path.id
-    WHERE parent.parent_id IS NOT NULL
-)
-SELECT message.role, message.content, message.parts, message.tool_calls,
-    message.tool_call_id, message.refusal, message.extra
-FROM chat_message message JOIN path ON message.id = path.id
-WHERE message.status NOT IN (%s, %s)
-ORDER BY path.depth DESC
-"""
-
-
-def _path_context(conversation: Conversation, leaf_id: int | None) -> list[wire.Row]:
-    """The conversation up to `leaf_id`, as what each message sends.
-
-    One recursive query, in SQL because the ORM has no recursive queries: it
-    runs before every call, and message_path's two ORM queries took 1.0 ms
-    here against 0.05 ms for this one (docs/performance.md).
-    """
-    if leaf_id is None:
-        return []
-    unusable = [Message.Status.FAILED.value, Message.Status.PENDING.value]
-    with connection.cursor() as cursor:
-        cursor.execute(_PATH_CONTEXT_SQL, [leaf_id, conversation.pk, *unusable])
-        return [
-            wire.Row(
-                role=role,
-                content=content,
-                parts=_json(parts),
-                tool_calls=_json(tool_calls),
-                tool_call_id=tool_call_id,
-                refusal=refusal,
-                extra=_json(extra),
-            )
-            for role, content, parts, tool_calls, tool_call_id, refusal, extra in cursor.fetchall()
-        ]
-
-
-def _json(value: Any) -> Any:
-    """A JSON column as a raw query returns it: text on both databases (Django's loaders)."""
-    return json.loads(value) if isinstance(value, str | bytes) else value
-
-
-# --- Sending and replies -----------------------------------------------------
-
-
-def attachments_by_id(
-    *, owner_id: int, ids: set[str], with_data: bool = False
-) -> dict[str, Attachment]:
-    """The owner's attachments among `ids`, by public id (no query for none); their bytes
-    only `with_data` (a request body is shaped without them, and filled in once)."""
-    ids = {value for value in ids if wire.is_attachment_id(value)}
-    if not ids:
-        return {}
-    found = Attachment.objects.filter(owner_id=owner_id, public_id__in=ids)
-    found = found if with_data else found.defer("data")
-    return {str(attachment.public_id): attachment for attachment in found}
-
-
-@dataclass(frozen=True)
-class ChatRequest:
-    """A request body: parsed (for its model and stream flag) and as the text to send.
-
-    The text is the user's own for a raw body, byte for byte, else our encoding of
-    `payload`; attachments are marks in it until `_call_record` puts them in.
-    """
-
-    payload: dict[str, Any]
-    text: str
-    raw: bool = False  # the user's own text: sent as it is, never searched for marks
-
-    @classmethod
-    def of(cls, payload: dict[str, Any]) -> "ChatRequest":
-        return cls(payload=payload, text=client.encode_body(payload).decode())
-
-    @property
-    def streamed(self) -> bool:
-        return self.payload.get("stream") is True
-
-
-@dataclass(frozen=True)
-class Draft:
-    """A message written by the user, of any role, to be added to the tree.
-
-    `parts` is the API's content as a list of parts (attachments referenced by
-    id, chat/wire.py), or None for plain text.
-    """
-
-    content: str = ""
-    role: str = Message.Role.USER
-    parts: list | None = None
-    attachments: tuple[Attachment, ...] = ()
-    tool_calls: list | None = None
-    tool_call_id: str = ""
-    refusal: str = ""
-    extra: dict = field(default_factory=dict)
-
-    @classmethod
-    def with_files(cls, *, content: str, role: str, attachments: list[Attachment]) -> "Draft":
-        """The typed text, then each attached file as its own part."""
-        if not attachments:
-            return cls(content=content, role=role)
-        parts = ([{"type": "text", "text": content}] if content else []) + [
-            {"type": wire.ATTACHMENT, wire.ATTACHMENT: str(attachment.public_id)}
-            for attachment in attachments
-        ]
-        return cls(content=content, role=role, parts=parts, attachments=tuple(attachments))
 
 
 def message_send(
@@ -412,44 +240,6 @@ def raw_start(
     )
 
 
-def draft_from_form(*, owner: Any, content: str, role: str, files: list) -> Draft:
-    """The chat form's message: its text, and its files (checked by the form) stored once."""
-    stored = [
-        attachments.attachment_store(owner=owner, filename=name, data=data, sniffed=sniffed)
-        for name, data, sniffed in files
-    ]
-    return Draft.with_files(content=content, role=role, attachments=stored)
-
-
-def draft_from_wire(*, owner: Any, message: dict) -> Draft:
-    """A message as the API carries it (a raw body's, an import's), files inlined in its
-    parts stored as attachments (once) and referenced instead; a part whose file we
-    do not take (another type, over the size limit) is kept as it is."""
-    parsed = wire.parse_message(storable.json_value(message))
-    parts = parsed.parts
-    stored = []
-    for index, data, name in parsed.files:
-        sniffed = attachments.sniff(data)
-        if sniffed is None or len(data) > settings.MAX_ATTACHMENT_BYTES:
-            continue
-        filename = name if "." in name else f"{name}.{sniffed.media_type.split('/')[-1]}"
-        attachment = attachments.attachment_store(
-            owner=owner, filename=filename, data=data, sniffed=sniffed
-        )
-        parts[index] = wire.with_attachment(parts[index], str(attachment.public_id))
-        stored.append(attachment)
-    return Draft(
-        content=parsed.content,
-        role=parsed.role,
-        parts=parts,
-        attachments=tuple(stored),
-        tool_calls=parsed.tool_calls,
-        tool_call_id=parsed.tool_call_id,
-        refusal=parsed.refusal,
-        extra=parsed.extra,
-    )
-
-
 def start_once[T](
     insert: Callable[[], T],
     *,
@@ -518,14 +308,6 @@ def generation_commit(
         saved.append("title")
     conversation.current_leaf = leaf
     conversation.save(update_fields=saved)
-
-
-def messages_check_room(*, conversation: Conversation, adding: int) -> None:
-    if conversation.messages.count() + adding > settings.MAX_MESSAGES_PER_CONVERSATION:
-        raise ValidationError(
-            f"This conversation has reached {settings.MAX_MESSAGES_PER_CONVERSATION:,} "
-            "messages. Start a new conversation to go on."
-        )
 
 
 def reply_retry(*, reply: Message) -> Message:
@@ -623,7 +405,7 @@ def replies_generate(*, replies: list[Message]) -> None:
             in_flight[future] = (reply, call, retry, request)
 
         for reply in replies:
-            submit(reply, _payload_for(reply), retry=0, delay=0.0)
+            submit(reply, request_for(reply), retry=0, delay=0.0)
         while in_flight:
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in done:
@@ -795,7 +577,7 @@ async def _opening_abandon(opening: asyncio.Task, reply: Message, status: str) -
 
 
 def _stream_payload(reply: Message) -> ChatRequest:
-    request = _payload_for(reply)
+    request = request_for(reply)
     if request.streamed or reply.parent.raw_body:
         return request  # a raw body is sent as written (the stream view takes streamed ones)
     return ChatRequest.of({**request.payload, "stream": True})
@@ -1167,6 +949,7 @@ OPENING_END_MESSAGES = {
     Message.Status.INTERRUPTED: ("client_gone", "The browser went away before the model answered."),
 }
 
+
 # Said where a generation ends because its conversation was deleted (_should_stop).
 REPLY_DELETED = "This conversation was deleted while its reply was being generated."
 
@@ -1236,55 +1019,6 @@ def _save_call(call: ApiCall) -> None:
             logger.exception("Saving even a summary of call %s failed", call.public_id)
 
 
-def build_payload(
-    *, conversation: Conversation, leaf_id: int | None, parameters: PanelParameters | None = None
-) -> dict[str, Any]:
-    """The request body: only what the user set, extra parameters merged last.
-
-    The parameters are the conversation's unless a parameter set (a compare
-    column) is given.
-    """
-    parameters = conversation if parameters is None else parameters
-    dialect = wire.dialect_for(catalogue.schema_for(parameters.model))
-    rows = _path_context(conversation, leaf_id)
-    ids = wire.attachment_ids(rows)
-    attachments = attachments_by_id(owner_id=conversation.owner_id, ids=ids)
-    payload: dict[str, Any] = {"model": parameters.model}
-    messages = wire.to_wire(rows, dialect, attachments)
-    extra = dict(parameters.extra_params)
-    if parameters.system_prompt:
-        # Where the model's schema puts it, never in both places.
-        if dialect.system_field:
-            payload["system"] = parameters.system_prompt
-            extra.pop("system", None)
-        else:
-            messages.insert(0, {"role": "system", "content": parameters.system_prompt})
-    payload["messages"] = messages
-    for name in ("temperature", "top_p", "max_tokens"):
-        value = getattr(parameters, name)
-        if value is not None:
-            payload[name] = value
-    if parameters.stop:
-        payload["stop"] = parameters.stop
-    payload.update(extra)
-    return payload
-
-
-def _payload_for(reply: Message) -> ChatRequest:
-    """A reply is asked with the user's raw body when they wrote one (raw request mode),
-    else with its compare column's parameters, else the conversation's."""
-    parent = reply.parent
-    if parent is not None and parent.raw_body:
-        return ChatRequest(payload=json.loads(parent.raw_body), text=parent.raw_body, raw=True)
-    return ChatRequest.of(
-        build_payload(
-            conversation=reply.conversation,
-            leaf_id=reply.parent_id,
-            parameters=reply.compare_column,
-        )
-    )
-
-
 @dataclass(frozen=True)
 class _Call:
     record: ApiCall
@@ -1315,14 +1049,9 @@ def _call_record(reply: Message, request: ChatRequest, attempt: int) -> _Call:
         request_body=encoded.stored,
         request_splices=encoded.splices,
         model=str(request.payload.get("model") or "")[:200],
-        response_format=_response_format(request.payload),
+        response_format=response_format(request.payload),
     )
     return _Call(record=record, prepared=prepared)
-
-
-def _response_format(payload: dict[str, Any]) -> dict | None:
-    value = payload.get("response_format")
-    return storable.json_value(value) if isinstance(value, dict) else None
 
 
 def _call_succeeded(call: ApiCall, completion: client.Completion) -> None:
@@ -1493,11 +1222,6 @@ def _reply_for_key(conversation: Conversation, idempotency_key: str) -> Message 
 def _retry_wait(error: client.UpstreamError, retries_so_far: int) -> float:
     wait = error.retry_after if error.retry_after is not None else 0.5 * 2**retries_so_far
     return min(wait, settings.UPSTREAM_RETRY_MAX_WAIT)
-
-
-def title_from(content: str) -> str:
-    first_line = content.strip().splitlines()[0]
-    return first_line[:60] + ("…" if len(first_line) > 60 else "")
 
 
 def _count(value: Any) -> int | None:
