@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from chat.models import ApiCall, Conversation, Message
-from chat.views import MAX_MESSAGES_SHOWN
+from chat.views.pages import MAX_MESSAGES_SHOWN
 
 pytestmark = pytest.mark.django_db
 

@@ -15,14 +15,14 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
-from . import branches, generation, presenters
-from .forms import ChatForm, EditForm, ParametersForm, RegenerateForm, ToolResultsForm
-from .models import Conversation, Message
-from .views import (
-    _owned_conversation,
+from .. import branches, generation, presenters
+from ..forms import ChatForm, EditForm, ParametersForm, RegenerateForm, ToolResultsForm
+from ..models import Conversation, Message
+from .pages import (
     edit_form_id,
     message_url,
     new_messages,
+    owned_conversation,
     panel_form,
     redirect_to_reply,
     render_conversation,
@@ -33,7 +33,7 @@ from .views import (
 def _owned_message(
     request: HttpRequest, public_id: uuid.UUID, message_id: uuid.UUID
 ) -> tuple[Conversation, Message]:
-    conversation = _owned_conversation(request, public_id)
+    conversation = owned_conversation(request, public_id)
     return conversation, get_object_or_404(conversation.messages, public_id=message_id)
 
 

@@ -1,4 +1,4 @@
-"""Views for usage and presets (thin, like chat/views.py)."""
+"""Views for usage and presets."""
 
 import uuid
 
@@ -8,9 +8,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from . import presets, usage, views
-from .forms import ChatForm, PresetNameForm
-from .models import Preset
+from .. import presets, usage
+from ..forms import ChatForm, PresetNameForm
+from ..models import Preset
+from .pages import owned_conversation, panel_form, render_conversation
 
 
 @login_required
@@ -35,17 +36,17 @@ def preset_save(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     The page is drawn again from what was posted, not redirected: the panel and a
     half-written message stay as they were, whether the preset was saved or not.
     """
-    conversation = views._owned_conversation(request, public_id)
+    conversation = owned_conversation(request, public_id)
     name_form = PresetNameForm(request.POST)
-    form = views.panel_form(request)
+    form = panel_form(request)
     form.errors.pop("idempotency_key", None)
     if not name_form.is_valid() or form.errors:
         messages.error(request, _preset_problem(name_form, form))
-        return views.render_conversation(request, conversation, form, status=400)
+        return render_conversation(request, conversation, form, status=400)
     name = name_form.cleaned_data["preset_name"]
     presets.preset_save(owner=request.user, name=name, parameters=form.cleaned_data)
     messages.success(request, f"Saved preset “{name}”.")
-    return views.render_conversation(request, conversation, form)
+    return render_conversation(request, conversation, form)
 
 
 @login_required

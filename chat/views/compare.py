@@ -15,14 +15,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import catalogue, compare, conversations, generation, presenters
-from .forms import CompareColumnForm, CompareForm, ParametersForm, ShareForm, compare_column_forms
-from .models import CompareRun, Conversation
-from .views import _attach_calls, _owned_conversation, message_url, reply_event_stream
+from .. import catalogue, compare, conversations, generation, presenters
+from ..forms import CompareColumnForm, CompareForm, ParametersForm, ShareForm, compare_column_forms
+from ..models import CompareRun, Conversation
+from .pages import attach_calls, message_url, owned_conversation, reply_event_stream
 
 
 def _owned_run(request: HttpRequest, public_id: uuid.UUID, run_id: uuid.UUID) -> CompareRun:
-    conversation = _owned_conversation(request, public_id)
+    conversation = owned_conversation(request, public_id)
     return get_object_or_404(
         CompareRun.objects.select_related("conversation", "prompt"),
         conversation=conversation,
@@ -34,7 +34,7 @@ def _owned_run(request: HttpRequest, public_id: uuid.UUID, run_id: uuid.UUID) ->
 @require_http_methods(["GET", "POST"])
 @never_cache  # a stale copy would resend an old idempotency key
 def compare_new(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    conversation = _owned_conversation(request, public_id)
+    conversation = owned_conversation(request, public_id)
     if request.method == "GET":
         return _render_compare_form(request, conversation, *_blank_forms(conversation))
     form, columns = CompareForm(request.POST), compare_column_forms(request.POST)
@@ -61,7 +61,7 @@ def compare_start(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 
     400 means "submit the form normally" (nothing was saved; that path shows the errors).
     """
-    conversation = _owned_conversation(request, public_id)
+    conversation = owned_conversation(request, public_id)
     form, columns = CompareForm(request.POST), compare_column_forms(request.POST)
     parameter_sets = _valid_parameter_sets(form, columns)
     if parameter_sets is None:
@@ -87,7 +87,7 @@ def compare_detail(request: HttpRequest, public_id: uuid.UUID, run_id: uuid.UUID
     generation.replies_expire_stale(conversation=run.conversation)
     columns = compare.compare_columns(run=run)
     replies = [column.reply for column in columns if column.reply is not None]
-    _attach_calls(replies)
+    attach_calls(replies)
     presenters.messages_present(replies)
     context = {
         "conversation": run.conversation,

@@ -1,0 +1,1 @@
+"""The views, one module per kind of page; what several share is in pages.py."""
